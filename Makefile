@@ -1,0 +1,60 @@
+# ticket-triage: the two commands a new user runs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Offline defaults: no hub downloads, local SQLite MLflow store, local Bento store.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns.db
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := True
+export DO_NOT_TRACK := 1
+export MPLBACKEND := Agg
+
+.PHONY: help install demo test test-fast params serve bento review mlflow-ui bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install pinned dependencies (offline-friendly)
+
+params: install  ## recompose params.yaml from conf/
+	$(BIN)/triage config compose
+
+demo: install  ## run the whole pipeline on the bundled BANKING77 demo data
+	$(BIN)/dvc pull --quiet data.dvc || { echo "dvc pull failed: is the local remote .dvcstore present?"; exit 1; }
+	$(BIN)/dvc repro
+	$(BIN)/triage demo-summary
+
+test: install  ## run the test suite
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install  ## unit tests only (no slow, no browser)
+	$(BIN)/python -m pytest -q -m "not slow and not browser" tests/unit
+
+serve: install  ## serve the champion on 127.0.0.1:3000 (BentoML)
+	cd serving && ../$(BIN)/bentoml serve service:TicketTriage --host 127.0.0.1 --port 3000
+
+bento: install  ## build the Bento with the champion inside
+	$(BIN)/dvc repro package
+
+review: install  ## the review page alone on 127.0.0.1:8080
+	$(BIN)/triage review --host 127.0.0.1 --port 8080
+
+mlflow-ui: install  ## open the tracking store in the MLflow UI on 127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+bench: install  ## run the benchmarks (minutes)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:  ## remove pipeline outputs (not data/, not the MLflow store)
+	rm -rf artifacts

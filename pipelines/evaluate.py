@@ -1,0 +1,18 @@
+"""DVC stage `evaluate`: see ticket_triage.evaluation.run_evaluate."""
+
+import json
+import logging
+import sys
+
+from ticket_triage.config import load_params
+from ticket_triage.evaluation import run_evaluate
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print(json.dumps(run_evaluate(load_params()), indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""BentoML service: HTTP in front of ``ticket_triage.inference.Triage``. Glue only.
+
+    bentoml serve serving.service:TicketTriage --host 127.0.0.1 --port 3000
+
+Endpoints: POST /classify (one ticket), POST /classify_batch (up to 1,000 tickets),
+GET /info/ready (model version, LLM fallback on/off), BentoML's /livez /healthz /readyz and
+/metrics (with the ``triage_*`` metrics of ``ticket_triage.service_metrics``), OpenAPI docs at /.
+
+Bundle: env ``TRIAGE_BUNDLE``, else the Bento's ``ticket-triage:latest`` model, else the MLflow
+alias ``champion`` (see ``ticket_triage.service_metrics.resolve_bundle``). LLM fallback:
+``ticket_triage.llm.serving_llm_config`` (``TRIAGE_LLM_CONFIG`` / params.yaml / env overrides).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import bentoml
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ticket_triage.service_metrics import (
+    MAX_BATCH,
+    MAX_BODY_CHARS,
+    MAX_SUBJECT_CHARS,
+    MAX_TAGS,
+    RequestSizeLimit,
+    get_metrics,
+    resolve_bundle,
+)
+
+log = logging.getLogger("ticket_triage.service")
+
+EXAMPLE = {"subject": "Card payment still pending",
+           "body": "I paid for groceries with my card two days ago and it still shows as pending.",
+           "id": "T-1001", "channel": "email", "tags": []}
+
+
+class TicketIn(BaseModel):
+    """One raw ticket; at least one of subject and body must be non-empty."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"example": EXAMPLE})  # BentoML: "example"
+
+    subject: Annotated[str, Field(max_length=MAX_SUBJECT_CHARS, description="Ticket subject line",
+                                  examples=[EXAMPLE["subject"]])] = ""
+    body: Annotated[str, Field(max_length=MAX_BODY_CHARS,
+                               description=f"Ticket body, plain text or HTML, at most {MAX_BODY_CHARS} characters",
+                               examples=[EXAMPLE["body"]])] = ""
+    id: Annotated[str | None, Field(max_length=200, examples=["T-1001"])] = None
+    created_at: Annotated[datetime | None, Field(examples=["2026-01-15T09:30:00Z"])] = None
+    tags: Annotated[list[Annotated[str, Field(max_length=200)]],
+                    Field(max_length=MAX_TAGS, description="The helpdesk's own tags")] = []
+    channel: Annotated[str | None, Field(max_length=50, examples=["email"])] = None
+    language: Annotated[str | None, Field(max_length=16, description="ISO 639-1 if known",
+                                          examples=["en"])] = None
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _none_tags(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "TicketIn":
+        if not self.subject.strip() and not self.body.strip():
+            raise ValueError("subject and body are both empty: send the ticket text in at least one of them")
+        return self
+
+    def to_ticket_dict(self) -> dict[str, Any]:
+        d = self.model_dump()
+        d["id"] = d.get("id") or ""
+        return d
+
+
+class DecisionOut(BaseModel):
+    """A routing decision (``ticket_triage.schema.Decision``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    topic: str | None = Field(description="Taxonomy topic, or null when none applies",
+                              examples=["card_payments"])
+    confidence: float = Field(examples=[0.93])
+    band: str = Field(description="auto_route | draft | review", examples=["auto_route"])
+    urgency: str = Field(examples=["P2"])
+    reason: str = Field("", examples=["above_auto_threshold"])
+    source: str = Field("model", description="rules | model | llm | human")
+    ticket_id: str | None = None
+    alternatives: list[dict[str, Any]] = []
+    secondary_tags: list[str] = []
+    rule_hits: list[dict[str, Any]] = []
+    out_of_scope_score: float = 0.0
+    language: str | None = None
+    explanation: dict[str, Any] = {}
+    model_version: str | None = None
+    taxonomy_version: str | None = None
+    llm: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    decisions: list[DecisionOut]
+    model_version: str | None = None
+
+
+info_app = FastAPI(title="ticket-triage info", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def _bento_model_path() -> str:
+    return bentoml.models.get("ticket-triage:latest").path
+
+
+@bentoml.asgi_app(info_app, path="/info")
+@bentoml.service(
+    name="ticket_triage",
+    traffic={"timeout": 60, "max_concurrency": 128},
+    threads=8,  # sync APIs run in a pool of this size; LLM calls wait on I/O
+    workers=1,
+    resources={"cpu": "1"},
+)
+class TicketTriage:
+    """Support-ticket triage: rules, calibrated classifier, two thresholds, LLM fallback."""
+
+    def __init__(self, bundle_dir: str | None = None) -> None:
+        from ticket_triage.inference import Triage
+        from ticket_triage.llm import LLMFallback, serving_llm_config
+        from ticket_triage.taxonomy import load_taxonomy
+
+        env = None if bundle_dir is None else {"TRIAGE_BUNDLE": str(bundle_dir)}
+        bundle, where = resolve_bundle(env, bento_model_path=_bento_model_path)
+        llm_cfg = serving_llm_config()
+        self.llm = LLMFallback(llm_cfg, load_taxonomy(bundle / "taxonomy.yaml")) if llm_cfg.enabled else None
+        self.triage = Triage.load(bundle, llm=self.llm)
+        self.bundle, self.bundle_source = bundle, where
+        self.metrics = get_metrics()
+        log.info("serving %s from %s (%s); LLM fallback %s", self.triage.model_version, bundle, where,
+                 "on" if self.llm else "off")
+
+    def __is_ready__(self) -> bool:
+        return self.triage is not None
+
+    def _decide(self, tickets: list[dict[str, Any]], endpoint: str) -> list[DecisionOut]:
+        t0 = time.perf_counter()
+        try:
+            decisions = [d.to_dict() for d in self.triage.decide(tickets)]
+        except Exception as exc:
+            self.metrics.record_error(endpoint, type(exc).__name__)
+            log.exception("decide failed on %d ticket(s)", len(tickets))
+            raise
+        finally:
+            self.metrics.record_llm(self.llm)
+        self.metrics.record_decisions(decisions, endpoint, time.perf_counter() - t0)
+        return [DecisionOut.model_validate(d) for d in decisions]
+
+    @bentoml.api(route="/classify")
+    def classify(self, ticket: TicketIn, /) -> DecisionOut:
+        """Classify one ticket: topic, band (auto_route / draft / review), urgency, reason."""
+        return self._decide([ticket.to_ticket_dict()], "classify")[0]
+
+    @bentoml.api(route="/classify_batch")
+    def classify_batch(
+        self,
+        tickets: Annotated[list[TicketIn], Field(min_length=1, max_length=MAX_BATCH,
+                                                 description=f"1 to {MAX_BATCH} tickets",
+                                                 examples=[[EXAMPLE]])],
+    ) -> BatchOut:
+        """Classify up to 1,000 tickets in one vectorised call (order preserved)."""
+        out = self._decide([t.to_ticket_dict() for t in tickets], "classify_batch")
+        return BatchOut(decisions=out, model_version=self.triage.model_version)
+
+    @info_app.get("/ready")
+    def ready_info(self) -> dict[str, Any]:
+        """Model version, bundle source, LLM fallback on/off and its counters."""
+        info = dict(self.triage.describe())
+        info.update(bundle=str(self.bundle), bundle_source=self.bundle_source,
+                    llm=({**self.llm.describe(), **self.llm.stats()} if self.llm else {"enabled": False}))
+        return info
+
+
+TicketTriage.add_asgi_middleware(RequestSizeLimit)
+
+# REVIEW MOUNT POINT (review-queue issue): mount the review page at /review, e.g.
+# TicketTriage.mount_asgi_app(build_review_app_from_env(), path="/review")

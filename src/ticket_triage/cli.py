@@ -1,0 +1,234 @@
+"""`triage`: the command line. Thin: every command calls the library.
+
+    triage config compose [OVERRIDE ...]     compose conf/ into params.yaml
+    triage taxonomy check PATH               validate a taxonomy file
+    triage ingest PATH --format F --out DIR  read an export into canonical tickets
+    triage classify "text" | --file F        decisions as JSON lines
+    triage review                            the review page, standalone
+    triage feedback export | report          corrections -> data/feedback/, audit precision
+    triage eval run                          continuous evaluation of the champion
+    triage demo-summary                      what `make demo` produced and where to look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from ticket_triage.config import compose, write_params
+
+    params = compose(args.overrides)
+    path = write_params(params, args.out)
+    print(f"wrote {path} ({len(params)} sections: {', '.join(params)})")
+    return 0
+
+
+def _cmd_taxonomy(args: argparse.Namespace) -> int:
+    from ticket_triage.taxonomy import TaxonomyError, load_taxonomy
+
+    try:
+        tax = load_taxonomy(args.path)
+    except TaxonomyError as exc:
+        print(f"error: {args.path} is not a valid taxonomy:", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(tax.summary())
+    if args.data:
+        from ticket_triage.data import iter_jsonl
+
+        counts: dict[str, int] = {}
+        for r in iter_jsonl(args.data):
+            counts[r.get("topic")] = counts.get(r.get("topic"), 0) + 1
+        missing = tax.missing_history(counts)
+        if missing:
+            print(f"note: no labelled history yet (new categories): {', '.join(missing)}")
+    return 0
+
+
+def _load_mapping(path: str | None) -> tuple[dict | None, dict]:
+    if not path:
+        return None, {}
+    import yaml
+
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    return cfg.get("mapping"), cfg
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ticket_triage.ingest import IngestError, ingest
+
+    mapping, cfg = _load_mapping(args.mapping)
+    defaults = {k: cfg[k] for k in ("channel", "language") if cfg.get(k)}
+    try:
+        report = ingest(args.path, args.format, mapping, out_dir=args.out, defaults=defaults,
+                        urgency_map=cfg.get("urgency_map"))
+    except (IngestError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    d = report.to_dict()
+    print(json.dumps(d, indent=2, default=str))
+    print(f"wrote {args.out}/tickets.jsonl, rejected.jsonl, report.json", file=sys.stderr)
+    return 0
+
+
+def _resolve_bundle(bundle: str | None, alias: str) -> Path:
+    if bundle:
+        return Path(bundle)
+    if os.environ.get("TRIAGE_BUNDLE"):
+        return Path(os.environ["TRIAGE_BUNDLE"])
+    local = Path("artifacts/train/winner")
+    if alias == "local" or (alias == "champion" and not os.environ.get("MLFLOW_TRACKING_URI") and local.is_dir()
+                            and not Path("mlruns.db").exists()):
+        return local
+    from ticket_triage import tracking
+
+    tracking.setup()
+    return tracking.download_bundle(alias)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from ticket_triage.inference import Triage
+
+    tickets: list[dict[str, Any]] = []
+    if args.file:
+        from ticket_triage.ingest import read_tickets
+
+        fmt = args.format or Path(args.file).suffix.lstrip(".") or "csv"
+        mapping, _ = _load_mapping(args.mapping)
+        if mapping is None and fmt == "csv":
+            import csv
+
+            with open(args.file, newline="", encoding="utf-8-sig") as f:
+                header = next(csv.reader(f), [])
+            mapping = {"body": next((c for c in ("body", "text", "description") if c in header), header[-1] if header else "body")}
+            for c in ("id", "subject", "created_at"):
+                if c in header:
+                    mapping[c] = c
+        tks, rejected, _ = read_tickets(args.file, fmt, mapping)
+        for r in rejected:
+            print(json.dumps({"rejected": r.to_dict() if hasattr(r, "to_dict") else r}, default=str), file=sys.stderr)
+        tickets = [t.to_dict() for t in tks]
+    elif args.text:
+        tickets = [{"id": "cli-1", "subject": args.subject or "", "body": " ".join(args.text)}]
+    else:
+        print("error: give a ticket text or --file tickets.csv", file=sys.stderr)
+        return 2
+    try:
+        triage = Triage.load(_resolve_bundle(args.bundle, args.alias))
+    except (FileNotFoundError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for d in triage.decide(tickets):
+        print(json.dumps(d.to_dict(), ensure_ascii=False, default=str))
+    return 0
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from ticket_triage.review import serve_review
+
+    return serve_review(host=args.host, port=args.port, db_url=args.db) or 0
+
+
+def _cmd_feedback(args: argparse.Namespace) -> int:
+    from ticket_triage.feedback import export_corrections, feedback_report
+    from ticket_triage.review.store import ReviewStore
+
+    store = ReviewStore(args.db)
+    if args.action == "export":
+        path = export_corrections(store, args.out)
+        print(f"wrote {path}" if path else "no new corrections since the last export")
+        if path:
+            print("next: `dvc add data && dvc repro` retrains with them")
+        return 0
+    print(json.dumps(feedback_report(store), indent=2, default=str))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ticket_triage.config import load_params
+    from ticket_triage.continuous import run_continuous_eval
+
+    result = run_continuous_eval(load_params(), bundle_dir=args.bundle)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _cmd_demo_summary(args: argparse.Namespace) -> int:
+    from ticket_triage.demo import summary
+
+    print(summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="triage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("config", help="compose conf/ into params.yaml")
+    csub = c.add_subparsers(dest="action", required=True)
+    cc = csub.add_parser("compose", help="write params.yaml from conf/ (+ Hydra overrides like model=tfidf_logreg)")
+    cc.add_argument("overrides", nargs="*")
+    cc.add_argument("--out", default="params.yaml")
+    cc.set_defaults(func=_cmd_config)
+
+    t = sub.add_parser("taxonomy", help="validate a taxonomy")
+    tsub = t.add_subparsers(dest="action", required=True)
+    tc = tsub.add_parser("check", help="print a summary of a taxonomy file, or every problem in it")
+    tc.add_argument("path")
+    tc.add_argument("--data", help="cleaned tickets JSONL: also report topics with no labelled history")
+    tc.set_defaults(func=_cmd_taxonomy)
+
+    i = sub.add_parser("ingest", help="read a helpdesk export into canonical tickets (+ rejected rows with reasons)")
+    i.add_argument("path", help="a file, or a folder of export files")
+    i.add_argument("--format", required=True, choices=["csv", "jsonl", "parquet", "zendesk", "intercom", "front"])
+    i.add_argument("--mapping", help="a conf/data/*.yaml file with a `mapping:` of canonical field -> column")
+    i.add_argument("--out", required=True, help="output folder: tickets.jsonl, rejected.jsonl, report.json")
+    i.set_defaults(func=_cmd_ingest)
+
+    k = sub.add_parser("classify", help="print routing decisions as JSON lines")
+    k.add_argument("text", nargs="*", help="the ticket text (body)")
+    k.add_argument("--subject")
+    k.add_argument("--file", help="a CSV/JSONL/Parquet file of tickets")
+    k.add_argument("--format", choices=["csv", "jsonl", "parquet", "zendesk", "intercom", "front"])
+    k.add_argument("--mapping", help="a conf/data/*.yaml mapping for --file")
+    k.add_argument("--bundle", help="a model bundle folder (default: $TRIAGE_BUNDLE, else the registry alias)")
+    k.add_argument("--alias", default="champion", help="registry alias to load (champion|challenger|local)")
+    k.set_defaults(func=_cmd_classify)
+
+    r = sub.add_parser("review", help="serve the review page standalone")
+    r.add_argument("--host", default="127.0.0.1")
+    r.add_argument("--port", type=int, default=8080)
+    r.add_argument("--db", default=None, help="SQLAlchemy URL (default: sqlite:///review.db)")
+    r.set_defaults(func=_cmd_review)
+
+    f = sub.add_parser("feedback", help="reviewer corrections: export for retraining, or report audit precision")
+    f.add_argument("action", choices=["export", "report"])
+    f.add_argument("--db", default=None, help="SQLAlchemy URL of the review store")
+    f.add_argument("--out", default="data/feedback")
+    f.set_defaults(func=_cmd_feedback)
+
+    e = sub.add_parser("eval", help="continuous evaluation")
+    esub = e.add_subparsers(dest="action", required=True)
+    er = esub.add_parser("run", help="evaluate the champion on held-out + recent traffic; drift; failure catalog")
+    er.add_argument("--bundle", help="bundle folder (default: the champion)")
+    er.set_defaults(func=_cmd_eval)
+
+    d = sub.add_parser("demo-summary", help="what make demo produced and where to look")
+    d.set_defaults(func=_cmd_demo_summary)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The one config reader.
+
+``conf/`` holds the Hydra config groups; ``params.yaml`` is their composition (written by
+``triage config compose`` and by DVC on ``dvc exp run``; never hand-edited). Stages read
+``params.yaml`` through :func:`load_params`; code that needs another member of a config
+group (a sweep candidate's model file) composes it with :func:`compose`. Nothing else in
+the project opens ``params.yaml`` or ``conf/``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+CONF_DIR = "conf"
+CONFIG_NAME = "config"
+PARAMS_HEADER = (
+    "# GENERATED from conf/ by `triage config compose` (and by DVC on `dvc exp run`).\n"
+    "# Do not edit by hand: change conf/ and recompose.\n"
+)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The project root: the nearest folder upwards holding conf/config.yaml."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CONF_DIR / f"{CONFIG_NAME}.yaml").is_file():
+            return d
+    raise ConfigError(f"no {CONF_DIR}/{CONFIG_NAME}.yaml found in {here} or above: run from the project root")
+
+
+def compose(overrides: Iterable[str] = (), *, root: str | Path | None = None) -> dict[str, Any]:
+    """Compose conf/config.yaml with Hydra overrides (``["model=tfidf_logreg", "seed=1"]``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    conf_dir = find_root(root) / CONF_DIR
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    except Exception as exc:  # hydra raises several types; say what to fix
+        raise ConfigError(f"cannot compose {conf_dir} with overrides {list(overrides)}: {exc}") from exc
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def write_params(params: Mapping[str, Any], path: str | Path = PARAMS_FILE) -> Path:
+    path = Path(path)
+    path.write_text(PARAMS_HEADER + yaml.safe_dump(dict(params), sort_keys=False, allow_unicode=True, width=100))
+    return path
+
+
+def load_params(path: str | Path | None = None) -> dict[str, Any]:
+    """Read params.yaml (the composed config)."""
+    path = Path(path) if path else find_root() / PARAMS_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run `triage config compose` (or `make params`) first")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a mapping")
+    return data
+
+
+def section(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    if name not in params:
+        raise ConfigError(f"params have no section {name!r}; known: {', '.join(params)}")
+    return copy.deepcopy(dict(params[name] or {}))
+
+
+def model_config(name: str, overrides: Mapping[str, Any] | None = None, *, root: str | Path | None = None) -> dict[str, Any]:
+    """The model group member ``conf/model/<name>.yaml``, with hyperparameter overrides."""
+    path = find_root(root) / CONF_DIR / "model" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"unknown model {name!r}: no {path}; known: {', '.join(known)}")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg.update(dict(overrides or {}))
+    return cfg
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """Flatten a nested config for MLflow params (lists joined as strings)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{sep}{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key, sep))
+        elif isinstance(v, (list, tuple)):
+            out[key] = ",".join(map(str, v)) if all(not isinstance(x, (dict, list)) for x in v) else str(v)
+        else:
+            out[key] = v
+    return out

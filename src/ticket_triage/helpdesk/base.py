@@ -1,0 +1,450 @@
+"""What every helpdesk adapter shares: config, the receive -> classify -> draft flow,
+idempotency, agent feedback, HTTP error classification and the outbox.
+
+An adapter (Zendesk, Intercom, Front) supplies three provider-specific pieces:
+``poll()`` (new/updated tickets since a persisted cursor), ``perform(op)`` (one outbox
+operation -> REST calls) and optionally ``parse_webhook`` / ``verify_webhook``.
+Everything else is here:
+
+* :meth:`HelpdeskAdapter.handle` takes received tickets. Each delivery has an idempotency
+  key ``<adapter>:<ticket id>:<event id or updated_at>``; a key seen before is skipped. New
+  tickets are classified in one batch with the injected ``classify`` callable; the draft
+  (tags ``<prefix>_draft_<topic>``, ``<prefix>_band_<band>``, ``<prefix>_urgency_<p>`` and an
+  internal note) is written to the outbox in the *same transaction* that records the key.
+  In ``auto`` mode the ``auto_route`` band of labels listed in ``auto_labels`` is also routed.
+  Review-band tickets (and a hash-based audit share of auto-routes) go into the review queue.
+* Tickets we drafted before are read for agent feedback: ``<prefix>_confirmed_<topic>``,
+  a replaced ``<prefix>_draft_<topic>``, or a topic tag the agent added (a taxonomy topic id
+  or a source tag mapped by the taxonomy) becomes a correction in the review store.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ticket_triage.helpdesk.outbox import (DrainReport, Outbox, PermanentError, RetryableError)
+from ticket_triage.helpdesk.routing import RoutingMap
+from ticket_triage.review.store import (ReviewStore, helpdesk_drafts, helpdesk_events,
+                                        helpdesk_state)
+from ticket_triage.schema import Decision, Ticket
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ticket_triage.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+Classify = Callable[[list[Ticket]], list[Decision]]
+_TAG_SAFE = re.compile(r"[^a-z0-9_\-]+")
+
+
+class SignatureError(PermissionError):
+    """A webhook delivery failed signature verification (answer 401)."""
+
+
+@dataclass
+class HelpdeskConfig:
+    """The ``helpdesk`` section of params.yaml (see ``conf/helpdesk/zendesk.yaml``).
+
+    Secrets are never in the config: ``*_env`` fields name environment variables.
+    """
+
+    provider: str = "zendesk"
+    mode: str = "draft"                      # draft | auto
+    base_url: str = ""                       # e.g. https://acme.zendesk.com
+    email_env: str | None = "ZENDESK_EMAIL"
+    api_token_env: str | None = "ZENDESK_API_TOKEN"
+    webhook_secret_env: str | None = "ZENDESK_WEBHOOK_SECRET"
+    webhook_max_skew_s: float | None = None  # reject deliveries older than this (None: off)
+    auto_labels: list[str] = field(default_factory=list)
+    routing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tag_prefix: str = "triage"
+    review_bands: list[str] = field(default_factory=lambda: ["review"])
+    audit_share: float = 0.02
+    audit_seed: int = 0
+    timeout_s: float = 10.0
+    max_attempts: int = 20
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 900.0
+    poll_start_time: int = 0                 # unix time the first poll starts from
+    poll_max_pages: int = 10
+    admin_id: str | None = None              # Intercom: the admin that writes notes/tags
+    author_id: str | None = None             # Front: the teammate that writes comments
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "HelpdeskConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known - {"outbox", "poll", "webhook"})
+        if unknown:
+            raise ValueError(f"helpdesk config: unknown keys {unknown}; known: {sorted(known)}")
+        kw = {k: v for k, v in d.items() if k in known}
+        for sub in ("outbox", "poll", "webhook"):  # flatten nested groups
+            for k, v in (d.get(sub) or {}).items():
+                name = k if k in known else f"{sub}_{k}"
+                if name not in known:
+                    raise ValueError(f"helpdesk.{sub}.{k}: unknown key")
+                kw[name] = v
+        cfg = cls(**kw)
+        if cfg.mode not in ("draft", "auto"):
+            raise ValueError(f"helpdesk.mode is {cfg.mode!r}; use 'draft' or 'auto'")
+        cfg.auto_labels = list(cfg.auto_labels or [])
+        cfg.routing = dict(cfg.routing or {})
+        return cfg
+
+
+@dataclass
+class Incoming:
+    """One received ticket version: the ticket, its current tags, a version for idempotency."""
+
+    ticket: Ticket
+    tags: list[str]
+    version: str                 # webhook event id, or updated_at for polled tickets
+    is_new: bool | None = None   # True for a creation event; None when unknown
+    actor: str | None = None     # who made the change (agent id), when the event says
+
+
+@dataclass
+class HandleReport:
+    received: int = 0
+    duplicates: int = 0
+    classified: int = 0
+    drafted: int = 0
+    routed: int = 0
+    queued_for_review: int = 0
+    feedback: int = 0
+    skipped: int = 0
+    decisions: dict[str, Decision] = field(default_factory=dict)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HelpdeskAdapter(ABC):
+    """Base class; see the module docstring for the flow."""
+
+    name: str = "helpdesk"
+
+    def __init__(self, cfg: HelpdeskConfig | Mapping[str, Any], *, classify: Classify,
+                 store: ReviewStore, taxonomy: "Taxonomy | None" = None,
+                 client: "httpx.Client | None" = None,
+                 clean: Callable[[str, str], str] | None = None,
+                 outbox: Outbox | None = None):
+        self.cfg = cfg if isinstance(cfg, HelpdeskConfig) else HelpdeskConfig.from_dict(cfg)
+        self.classify = classify
+        self.store = store
+        self.taxonomy = taxonomy
+        self.routing = RoutingMap.from_config(self.cfg.routing, self.cfg.auto_labels, self.cfg.mode)
+        self.outbox = outbox or Outbox(store, max_attempts=self.cfg.max_attempts,
+                                       backoff_base_s=self.cfg.backoff_base_s,
+                                       backoff_max_s=self.cfg.backoff_max_s)
+        self._client = client
+        self._clean = clean
+        self.prefix = self.cfg.tag_prefix
+
+    # ---- provider hooks ------------------------------------------------------------------
+    @abstractmethod
+    def poll(self) -> tuple[list[Incoming], dict[str, str]]:
+        """New/updated tickets since the stored cursor, and the state to store after handling."""
+
+    @abstractmethod
+    def perform(self, op: dict[str, Any]) -> None:
+        """Carry out one outbox operation (``add_tags``, ``add_note``, ``route``)."""
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        raise SignatureError(f"{self.name}: webhooks are not supported; use polling")
+
+    def parse_webhook(self, body: bytes) -> list[Incoming]:
+        raise NotImplementedError(f"{self.name}: webhooks are not supported; use polling")
+
+    def _auth(self) -> Any:
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        return {}
+
+    # ---- HTTP ----------------------------------------------------------------------------
+    @property
+    def client(self) -> "httpx.Client":
+        if self._client is None:
+            import httpx
+
+            if not self.cfg.base_url:
+                raise ValueError(f"helpdesk.base_url is empty; set it to your {self.name} API "
+                                 "base URL")
+            self._client = httpx.Client(base_url=self.cfg.base_url, auth=self._auth(),
+                                        headers=self._headers(), timeout=self.cfg.timeout_s)
+        return self._client
+
+    def request(self, method: str, path: str, *, json_body: Any = None,
+                params: Mapping[str, Any] | None = None) -> Any:
+        """One HTTP call; 429/5xx/408/409/network -> RetryableError, other 4xx -> PermanentError."""
+        import httpx
+
+        try:
+            resp = self.client.request(method, path, json=json_body, params=params)
+        except httpx.TransportError as exc:
+            raise RetryableError(f"{self.name} {method} {path}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code == 429:
+            raise RetryableError(f"{self.name} {method} {path}: 429 rate limited",
+                                 retry_after=parse_retry_after(resp.headers.get("Retry-After"))
+                                 or 60.0, status=429)
+        if resp.status_code >= 500 or resp.status_code in (408, 409):
+            raise RetryableError(f"{self.name} {method} {path}: HTTP {resp.status_code}: "
+                                 f"{resp.text[:200]}", status=resp.status_code)
+        if resp.status_code >= 400:
+            raise PermanentError(f"{self.name} {method} {path}: HTTP {resp.status_code}: "
+                                 f"{resp.text[:300]}", status=resp.status_code)
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            return resp.text
+
+    # ---- state ---------------------------------------------------------------------------
+    def get_state(self, key: str, default: str | None = None) -> str | None:
+        with self.store.engine.connect() as conn:
+            v = conn.execute(sa.select(helpdesk_state.c.value).where(
+                helpdesk_state.c.key == f"{self.name}:{key}")).scalar()
+        return default if v is None else v
+
+    def set_state(self, values: Mapping[str, str]) -> None:
+        s = helpdesk_state.c
+        with self.store.engine.begin() as conn:
+            for k, v in values.items():
+                key = f"{self.name}:{k}"
+                if conn.execute(helpdesk_state.update().where(s.key == key).values(value=str(v))
+                                ).rowcount == 0:
+                    conn.execute(helpdesk_state.insert().values(key=key, value=str(v)))
+
+    # ---- the flow ------------------------------------------------------------------------
+    def tag(self, kind: str, value: str) -> str:
+        return f"{self.prefix}_{kind}_{_TAG_SAFE.sub('_', str(value).lower()).strip('_')}"
+
+    def _text(self, t: Ticket) -> str:
+        if t.text:
+            return t.text
+        if self._clean is not None:
+            return self._clean(t.subject, t.body)
+        from ticket_triage.text import clean_text
+
+        return clean_text(t.subject, t.body, redact=True)
+
+    def sync(self) -> HandleReport:
+        """Poll once, handle what came, then store the cursor (so a crash re-polls)."""
+        incoming, state = self.poll()
+        report = self.handle(incoming)
+        if state:
+            self.set_state(state)
+        return report
+
+    def handle(self, incoming: Sequence[Incoming]) -> HandleReport:
+        """Classify new tickets and queue their drafts; read agent feedback on drafted ones."""
+        rep = HandleReport(received=len(incoming))
+        keys: dict[int, str] = {}
+        fresh: list[Incoming] = []
+        seen_keys: set[str] = set()
+        with self.store.engine.connect() as conn:
+            for inc in incoming:
+                key = f"{self.name}:{inc.ticket.id}:{inc.version}"
+                if key in seen_keys or conn.execute(sa.select(helpdesk_events.c.key).where(
+                        helpdesk_events.c.key == key)).first():
+                    rep.duplicates += 1
+                    continue
+                seen_keys.add(key)
+                keys[id(inc)] = key
+                fresh.append(inc)
+            drafted = {r["ticket_id"]: r for r in conn.execute(
+                sa.select(helpdesk_drafts).where(
+                    helpdesk_drafts.c.adapter == self.name,
+                    helpdesk_drafts.c.ticket_id.in_([str(i.ticket.id) for i in fresh])
+                )).mappings()} if fresh else {}
+        to_classify: list[Incoming] = []
+        for inc in fresh:
+            tid = str(inc.ticket.id)
+            if tid in drafted:
+                if self._feedback(inc, drafted[tid], keys[id(inc)]):
+                    rep.feedback += 1
+            elif inc.is_new is False or any(t.startswith(f"{self.prefix}_") for t in inc.tags):
+                # An update to a ticket we never drafted, or one triaged elsewhere: leave it.
+                self._mark(keys[id(inc)])
+                rep.skipped += 1
+            else:
+                to_classify.append(inc)
+        if not to_classify:
+            return rep
+        tickets = [inc.ticket for inc in to_classify]
+        decisions = self.classify(tickets)
+        if len(decisions) != len(tickets):
+            raise RuntimeError(f"classify returned {len(decisions)} decisions for "
+                               f"{len(tickets)} tickets")
+        rep.classified = len(tickets)
+        review_pairs, audit_pairs = [], []
+        from ticket_triage.feedback import should_audit
+
+        for inc, d in zip(to_classify, decisions):
+            key = keys[id(inc)]
+            t = inc.ticket
+            text = self._text(t)
+            t_clean = Ticket(**{**t.__dict__, "text": text})
+            ops = self.ops_for(str(t.id), d)
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.execute(helpdesk_events.insert().values(key=key, processed_at=time.time()))
+                    conn.execute(helpdesk_drafts.insert().values(
+                        adapter=self.name, ticket_id=str(t.id), topic=d.topic, urgency=d.urgency,
+                        band=d.band, confidence=float(d.confidence), model_version=d.model_version,
+                        text=text, decided_at=time.time(), final_topic=None,
+                        tags_json=json.dumps(list(inc.tags))))
+                    for i, op in enumerate(ops):
+                        self.outbox.put(self.name, str(t.id), op, f"{key}:{i}:{op['op']}", conn=conn)
+            except IntegrityError:  # a concurrent delivery of the same event won the race
+                rep.duplicates += 1
+                continue
+            rep.decisions[str(t.id)] = d
+            rep.drafted += 1
+            rep.routed += any(op["op"] == "route" for op in ops)
+            if d.band in self.cfg.review_bands:
+                review_pairs.append((t_clean, d))
+            elif d.band == "auto_route" and should_audit(str(t.id), self.cfg.audit_share,
+                                                         self.cfg.audit_seed):
+                audit_pairs.append((t_clean, d))
+        if review_pairs:
+            rep.queued_for_review += len(self.store.enqueue_many(review_pairs))
+        if audit_pairs:
+            rep.queued_for_review += len(self.store.enqueue_many(audit_pairs, is_audit_sample=True))
+        return rep
+
+    def _mark(self, key: str) -> None:
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(helpdesk_events.insert().values(key=key, processed_at=time.time()))
+        except IntegrityError:
+            pass
+
+    def agent_topic(self, tags: Sequence[str], drafted_topic: str | None,
+                    initial_tags: Sequence[str] = ()) -> str | None:
+        """The topic an agent gave the ticket through tags, or None if they did not."""
+        known = set(self.taxonomy.topic_ids) if self.taxonomy is not None else None
+        by_tag = {self.tag("confirmed", t): t for t in (known or ())}
+        draft_by_tag = {self.tag("draft", t): t for t in (known or ())}
+        confirmed_p, draft_p = f"{self.prefix}_confirmed_", f"{self.prefix}_draft_"
+
+        def topic_of(tag: str, table: dict[str, str], p: str) -> str | None:
+            if tag in table:
+                return table[tag]
+            return tag[len(p):] if known is None and tag.startswith(p) else None
+
+        for tag in tags:
+            if tag.startswith(confirmed_p):
+                t = topic_of(tag, by_tag, confirmed_p)
+                if t:
+                    return t
+        drafts = [topic_of(tag, draft_by_tag, draft_p) for tag in tags if tag.startswith(draft_p)]
+        drafts = [t for t in drafts if t]
+        if drafted_topic is not None and self.tag("draft", drafted_topic) not in tags and drafts:
+            return drafts[0]
+        if self.taxonomy is not None:
+            added = [t for t in tags if t not in set(initial_tags)
+                     and not t.startswith(f"{self.prefix}_")]
+            mapped = self.taxonomy.map_tags(added)
+            if mapped is not None and mapped != drafted_topic:
+                return mapped
+        return None
+
+    def _feedback(self, inc: Incoming, draft: Mapping[str, Any], key: str) -> bool:
+        topic = self.agent_topic(inc.tags, draft["topic"], json.loads(draft["tags_json"] or "[]"))
+        last = draft["final_topic"]
+        recorded = False
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(helpdesk_events.insert().values(key=key, processed_at=time.time()))
+                if topic is not None and topic != last:
+                    conn.execute(helpdesk_drafts.update().where(
+                        helpdesk_drafts.c.adapter == self.name,
+                        helpdesk_drafts.c.ticket_id == str(inc.ticket.id),
+                        sa.or_(helpdesk_drafts.c.final_topic.is_(None),
+                               helpdesk_drafts.c.final_topic != topic)
+                    ).values(final_topic=topic))
+                    recorded = True
+        except IntegrityError:
+            return False
+        if recorded:
+            self.store.record_feedback(
+                ticket_id=str(inc.ticket.id), predicted_topic=draft["topic"],
+                predicted_urgency=draft["urgency"], corrected_topic=topic,
+                corrected_urgency=None, reviewer=f"{self.name}:{inc.actor or 'agent'}",
+                source=f"helpdesk:{self.name}", model_version=draft["model_version"],
+                text=draft["text"])
+        return recorded
+
+    # ---- what to write -------------------------------------------------------------------
+    def ops_for(self, ticket_id: str, d: Decision) -> list[dict[str, Any]]:
+        """The outbox operations that apply decision ``d`` to the ticket."""
+        tags = [self.tag("band", d.band)]
+        if d.topic:
+            tags.insert(0, self.tag("draft", d.topic))
+        if d.urgency:
+            tags.append(self.tag("urgency", d.urgency))
+        target = self.routing.route_for(d.topic, d.band)
+        if target is not None:
+            tags.append(self.tag("auto", d.topic))
+        ops: list[dict[str, Any]] = [
+            {"op": "add_tags", "ticket_id": ticket_id, "tags": tags},
+            {"op": "add_note", "ticket_id": ticket_id, "body": self.note_text(d, routed=target is not None)},
+        ]
+        if target is not None:
+            ops.append({"op": "route", "ticket_id": ticket_id, **dict(target)})
+        return ops
+
+    def note_text(self, d: Decision, *, routed: bool = False) -> str:
+        """The internal note: proposal, confidence, band, why, and how to confirm."""
+        lines = [f"Triage {'routed' if routed else 'draft'}: {d.topic or '(no topic)'} "
+                 f"(confidence {d.confidence:.2f}, band {d.band}, urgency {d.urgency})"]
+        if d.reason:
+            lines.append(f"Reason: {d.reason}")
+        alts = [a for a in (d.alternatives or []) if isinstance(a, dict)][:3]
+        if alts:
+            lines.append("Alternatives: " + ", ".join(
+                f"{a.get('topic')} {float(a.get('p', 0)):.2f}" for a in alts))
+        if d.rule_hits:
+            lines.append("Rules: " + ", ".join(
+                str(h.get("rule") or h.get("name") or h) if isinstance(h, dict) else str(h)
+                for h in d.rule_hits))
+        if d.explanation:
+            expl = d.explanation.get("summary") if isinstance(d.explanation, dict) else None
+            lines.append("Why: " + (str(expl) if expl else json.dumps(d.explanation, default=str)[:500]))
+        if d.model_version:
+            lines.append(f"Model: {d.model_version}")
+        if d.topic:
+            lines.append(f"To confirm, replace tag {self.tag('draft', d.topic)} with "
+                         f"{self.tag('confirmed', d.topic)}; to correct, set the right topic tag.")
+        return "\n".join(lines)
+
+    def drain_outbox(self, *, max_items: int = 100, now: float | None = None) -> DrainReport:
+        """Deliver this adapter's due outbox operations once (synchronous)."""
+        return self.outbox.drain({self.name: self}, max_items=max_items, now=now)

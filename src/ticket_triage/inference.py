@@ -1,0 +1,376 @@
+"""The decision object: a raw ticket in, a routing Decision out.
+
+:class:`Triage` is the only place that turns tickets into decisions; the evaluator, the
+BentoML service, the review queue, the helpdesk adapters and ``triage classify`` all call
+:meth:`Triage.decide`. :func:`build_bundle` is its training-time twin: it fits the policy
+(calibration, per-label thresholds, out-of-scope cut-off, nearest-neighbour index) on the
+validation split and writes the model bundle that :meth:`Triage.load` reads.
+
+Precedence inside :meth:`Triage.decide` (most important first):
+
+1. empty text -> ``review`` (reason ``empty_text``);
+2. rules (``conf/rules``): a rule may set the topic (source ``rules``), raise the urgency and
+   pin the band; a pinned band is a ceiling no later step can lift;
+3. language: a language the model was not trained on -> ``review``;
+4. out-of-scope score above the tuned cut-off -> ``review`` (reason ``out_of_scope``),
+   unless a rule set the topic;
+5. calibrated confidence vs the per-label thresholds -> ``auto_route`` / ``draft`` /
+   ``review``; labels pinned in the thresholds config and cold-start topics never auto-route;
+   a rule-set topic the model does not agree with is at most a ``draft``;
+6. the LLM fallback (when configured) for the bands it is configured for, never for
+   rule-pinned tickets; its verdict moves the band one step (see ``ticket_triage.llm``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from ticket_triage.schema import Decision, Ticket
+from ticket_triage.taxonomy import Taxonomy, parse_taxonomy
+
+POLICY_FILE = "policy.json"
+BAND_ORDER = ("review", "draft", "auto_route")  # least to most trusting
+MAX_TEXT_CHARS_FOR_MODEL = 20000
+
+
+def _min_band(a: str, b: str | None) -> str:
+    if b is None:
+        return a
+    return a if BAND_ORDER.index(a) <= BAND_ORDER.index(b) else b
+
+
+def aggregate_to_topics(probs: np.ndarray, fine_labels: Sequence[str], fine_to_coarse: Mapping[str, str],
+                        topics: Sequence[str]) -> np.ndarray:
+    """Sum fine-label (e.g. intent) probabilities into topic probabilities."""
+    col = {t: i for i, t in enumerate(topics)}
+    m = np.zeros((len(fine_labels), len(topics)))
+    for i, f in enumerate(fine_labels):
+        m[i, col[fine_to_coarse.get(f, f)]] = 1.0
+    return probs @ m
+
+
+@dataclass
+class Policy:
+    """Everything besides the classifier that turns probabilities into a decision."""
+
+    family: str
+    label_level: str
+    topics: list[str]
+    fine_to_coarse: dict[str, str] | None
+    calibrator: dict[str, Any]
+    thresholds: dict[str, Any]
+    ood: dict[str, Any] | None
+    languages: list[str]
+    cold_start_topics: list[str] = field(default_factory=list)
+    model_version: str = "dev"
+    taxonomy_version: str = ""
+    cleaning_version: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Policy":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class Neighbours:
+    """A small index of labelled training tickets: explanations, few-shot examples, OOD."""
+
+    def __init__(self, emb: np.ndarray, texts: list[str], labels: list[str]):
+        self.emb = emb.astype(np.float32)
+        self.texts = texts
+        self.labels = labels
+
+    def query(self, q: np.ndarray, k: int = 3) -> list[list[tuple[int, float]]]:
+        sims = q.astype(np.float32) @ self.emb.T
+        k = min(k, sims.shape[1])
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out = []
+        for row, cand in zip(sims, idx):
+            order = cand[np.argsort(-row[cand])]
+            out.append([(int(j), float(row[j])) for j in order])
+        return out
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path / "neighbours.npz", emb=self.emb)
+        with (path / "neighbours.jsonl").open("w", encoding="utf-8") as f:
+            for t, lab in zip(self.texts, self.labels):
+                f.write(json.dumps({"text": t, "topic": lab}, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Neighbours | None":
+        if not (path / "neighbours.npz").is_file():
+            return None
+        emb = np.load(path / "neighbours.npz", allow_pickle=False)["emb"]
+        rows = [json.loads(line) for line in (path / "neighbours.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        return cls(emb, [r["text"] for r in rows], [r["topic"] for r in rows])
+
+
+class Triage:
+    """Turns raw tickets into :class:`~ticket_triage.schema.Decision` objects (batch-friendly)."""
+
+    def __init__(self, classifier: Any, policy: Policy, taxonomy: Taxonomy, rules: Any,
+                 neighbours: Neighbours | None = None, llm: Any = None, urgency_model: Any = None,
+                 clean_cfg: Mapping[str, Any] | None = None):
+        from ticket_triage.calibration import Calibrator
+        from ticket_triage.ood import OODScorer
+        from ticket_triage.thresholds import Thresholds
+
+        self.classifier = classifier
+        self.policy = policy
+        self.taxonomy = taxonomy
+        self.rules = rules
+        self.neighbours = neighbours
+        self.llm = llm
+        self.urgency_model = urgency_model
+        self.clean_cfg = dict(clean_cfg or {})
+        self.calibrator = Calibrator.from_dict(policy.calibrator)
+        self.thresholds = Thresholds.from_dict(policy.thresholds)
+        self.ood = None
+        if policy.ood and neighbours is not None:
+            self.ood = OODScorer.from_dict(policy.ood, embeddings=neighbours.emb)
+        self.topics = list(policy.topics)
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, bundle_dir: str | Path, llm: Any = None) -> "Triage":
+        from ticket_triage.models import load_classifier
+        from ticket_triage.rules import RuleSet
+
+        bundle = Path(bundle_dir)
+        if not (bundle / POLICY_FILE).is_file():
+            raise FileNotFoundError(
+                f"{bundle} is not a model bundle (no {POLICY_FILE}); run `dvc repro train` or pass the "
+                "directory written by the train stage (artifacts/train/winner)")
+        policy = Policy.from_dict(json.loads((bundle / POLICY_FILE).read_text()))
+        taxonomy = parse_taxonomy(yaml.safe_load((bundle / "taxonomy.yaml").read_text()), bundle / "taxonomy.yaml")
+        rules_cfg = yaml.safe_load((bundle / "rules.yaml").read_text()) if (bundle / "rules.yaml").is_file() else None
+        rules = RuleSet.from_config(rules_cfg or {"rules": []}, taxonomy=taxonomy)
+        clf = load_classifier(bundle / "classifier")
+        clean_cfg = json.loads((bundle / "clean.json").read_text()) if (bundle / "clean.json").is_file() else None
+        return cls(clf, policy, taxonomy, rules, Neighbours.load(bundle), llm=llm, clean_cfg=clean_cfg)
+
+    @property
+    def model_version(self) -> str:
+        return self.policy.model_version
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model_version": self.policy.model_version,
+            "family": self.policy.family,
+            "label_level": self.policy.label_level,
+            "taxonomy": f"{self.taxonomy.name} v{self.taxonomy.version}",
+            "topics": self.topics,
+            "languages": self.policy.languages,
+            "cold_start_topics": self.policy.cold_start_topics,
+            "llm_fallback": "on" if self.llm is not None else "off",
+            "rules": len(self.rules),
+        }
+
+    # -- model part ------------------------------------------------------------------------
+    def topic_proba(self, texts: Sequence[str], *, calibrated: bool = True) -> np.ndarray:
+        """(n, len(topics)) topic probabilities, calibrated by default."""
+        raw = self.classifier.predict_proba(list(texts))
+        if self.policy.fine_to_coarse:
+            raw = aggregate_to_topics(raw, self.classifier.labels, self.policy.fine_to_coarse, self.topics)
+        else:
+            raw = raw[:, [self.classifier.labels.index(t) for t in self.topics]]
+        return self.calibrator.transform(raw) if calibrated else raw
+
+    # -- the decision ----------------------------------------------------------------------
+    def clean(self, ticket: Ticket) -> str:
+        from ticket_triage.text import clean_text
+
+        return clean_text(ticket.subject, ticket.body, redact=self.clean_cfg.get("redact_pii", True),
+                          max_chars=self.clean_cfg.get("max_chars", MAX_TEXT_CHARS_FOR_MODEL))
+
+    def decide(self, tickets: Sequence[Ticket | Mapping[str, Any]]) -> list[Decision]:
+        from ticket_triage.language import detect_language
+        from ticket_triage.urgency import resolve_urgency
+
+        tks = [t if isinstance(t, Ticket) else Ticket.from_dict({"id": t.get("id") or "", **t}) for t in tickets]
+        if not tks:
+            return []
+        texts = [t.text or self.clean(t) for t in tks]
+        nonempty = [i for i, x in enumerate(texts) if x.strip()]
+        k = len(self.topics)
+        probs = np.zeros((len(tks), k))
+        emb = None
+        if nonempty:
+            sub = [texts[i] for i in nonempty]
+            probs[nonempty] = self.topic_proba(sub)
+            if self.ood is not None or self.neighbours is not None:
+                e = self.classifier.embed(sub)
+                if e is not None:
+                    emb = np.zeros((len(tks), e.shape[1]), dtype=np.float32)
+                    emb[nonempty] = e
+        ood_scores = np.zeros(len(tks))
+        if self.ood is not None and nonempty:
+            ood_scores[nonempty] = self.ood.score(emb[nonempty] if emb is not None else None, probs[nonempty])
+        neigh = self.neighbours.query(emb, k=3) if (self.neighbours is not None and emb is not None) else None
+
+        decisions: list[Decision] = []
+        for i, t in enumerate(tks):
+            text = texts[i]
+            lang = t.language or detect_language(text)
+            order = np.argsort(-probs[i])
+            alternatives = [{"topic": self.topics[j], "p": round(float(probs[i, j]), 4)} for j in order[:3]]
+            explanation: dict[str, Any] = {}
+            if neigh is not None and text.strip():
+                explanation["nearest"] = [
+                    {"text": self.neighbours.texts[j][:200], "topic": self.neighbours.labels[j], "similarity": round(s, 3)}
+                    for j, s in neigh[i]]
+            if not text.strip():
+                decisions.append(Decision(
+                    topic=None, confidence=0.0, band="review", urgency=self.taxonomy.default_urgency,
+                    reason="empty_text", source="model", ticket_id=t.id or None, language=lang,
+                    explanation={"message": "no text left after cleaning"},
+                    model_version=self.model_version, taxonomy_version=self.policy.taxonomy_version))
+                continue
+
+            outcome = self.rules.apply(text)
+            model_topic = self.topics[int(order[0])]
+            conf = float(probs[i, order[0]])
+            topic, source = model_topic, "model"
+            band, reason = self.thresholds.band(model_topic, conf)
+            if outcome.topic and outcome.topic != model_topic:
+                topic, source = outcome.topic, "rules"
+                conf = float(probs[i, self.topics.index(topic)]) if topic in self.topics else 0.0
+                band, reason = "draft", f"rule_topic:{outcome.topic_rule}"
+            elif outcome.topic:
+                source = "rules"
+                reason = f"rule_topic:{outcome.topic_rule}+{reason}"
+            if outcome.pinned_band and _min_band(band, outcome.pinned_band) != band:
+                band, reason = outcome.pinned_band, f"rule_pinned:{outcome.pin_rule}"
+            if self.policy.languages and lang not in self.policy.languages and lang != "und":
+                band, reason = "review", "unsupported_language"
+            oos = bool(self.ood is not None and ood_scores[i] > self.ood.cutoff and source != "rules")
+            if oos:
+                band, reason = "review", "out_of_scope"
+            if topic in self.policy.cold_start_topics and band == "auto_route":
+                band, reason = "draft", "cold_start_topic"
+
+            llm_info = None
+            if (self.llm is not None and band in self.llm.bands and not outcome.pinned_band):
+                band, topic, source, reason, llm_info = self._consult_llm(
+                    text, band, topic, source, reason, neigh[i] if neigh is not None else [])
+
+            model_urgency = None
+            urgency = resolve_urgency(outcome.urgency, model_urgency, self.taxonomy.urgency_for(topic))
+            if outcome.hits:
+                explanation["rules"] = [f"{h.rule_id}: '{h.text}'" for h in outcome.hits]
+            decisions.append(Decision(
+                topic=topic, confidence=round(conf, 4), band=band, urgency=urgency, reason=reason,
+                source=source, ticket_id=t.id or None, alternatives=alternatives,
+                secondary_tags=list(outcome.secondary_tags),
+                rule_hits=[{"rule": h.rule_id, "kind": h.kind, "match": h.text} for h in outcome.hits],
+                out_of_scope_score=round(float(ood_scores[i]), 4), language=lang, explanation=explanation,
+                model_version=self.model_version, taxonomy_version=self.policy.taxonomy_version, llm=llm_info))
+        return decisions
+
+    def decide_one(self, ticket: Ticket | Mapping[str, Any]) -> Decision:
+        return self.decide([ticket])[0]
+
+    def _consult_llm(self, text: str, band: str, topic: str, source: str, reason: str,
+                     neigh: list[tuple[int, float]]):
+        from ticket_triage.llm import combine
+
+        few_shot = [(self.neighbours.texts[j], self.neighbours.labels[j]) for j, _ in neigh] if self.neighbours else []
+        t0 = time.perf_counter()
+        result = self.llm.classify(text, topic, few_shot, candidates=self.topics + list(self.policy.cold_start_topics))
+        new_band, new_topic, new_source, new_reason = combine(
+            band, topic, result, self.llm.cfg, cold_start_topics=self.policy.cold_start_topics)
+        info = {"label": result.label, "raw_label": result.raw_label, "cost_usd": result.cost_usd,
+                "cached": result.cached, "error": result.error,
+                "latency_ms": round((time.perf_counter() - t0) * 1000, 1)}
+        if new_source == "model" and source == "rules":
+            new_source = "rules"
+        return new_band, new_topic, new_source, (new_reason or reason), info
+
+
+# -- training-time twin ----------------------------------------------------------------------
+def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_rows: Sequence[Mapping[str, Any]],
+                 params: Mapping[str, Any], out_dir: str | Path, *, label_level: str = "topic",
+                 model_version: str = "dev", max_neighbours: int = 5000) -> Path:
+    """Fit the decision policy on validation and write a loadable bundle to ``out_dir``."""
+    from collections import Counter
+
+    from ticket_triage.calibration import fit_calibrator
+    from ticket_triage.ood import OODScorer
+    from ticket_triage.text import CLEANING_VERSION
+    from ticket_triage.thresholds import tune_thresholds
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    taxonomy = parse_taxonomy(params["taxonomy"], "params.yaml:taxonomy")
+    th_cfg = dict(params.get("thresholds") or {})
+    train_topics = Counter(r["topic"] for r in train_rows)
+    topics = sorted(train_topics)
+    fine_to_coarse = None
+    if label_level == "tag":
+        fine_to_coarse = {r["label_fine"]: r["topic"] for r in train_rows}
+    classifier.save(out / "classifier")
+    (out / "taxonomy.yaml").write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True))
+    (out / "rules.yaml").write_text(yaml.safe_dump(dict(params.get("rules") or {"rules": []}), sort_keys=False,
+                                                   allow_unicode=True))
+    (out / "clean.json").write_text(json.dumps(dict(params.get("clean") or {})))
+
+    # uncalibrated topic probabilities on validation
+    stub = Policy(family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
+                  calibrator={"method": "none"}, thresholds={}, ood=None, languages=[])
+    val_texts = [r["text"] for r in val_rows]
+    raw = _raw_topic_proba(classifier, stub, val_texts)
+    y_val = np.array([topics.index(r["topic"]) if r["topic"] in topics else -1 for r in val_rows])
+    keep = y_val >= 0
+    calibrator = fit_calibrator(raw[keep], y_val[keep], method=th_cfg.get("calibration", "temperature"))
+    cal = calibrator.transform(raw)
+    conf = cal.max(axis=1)
+    pred = cal.argmax(axis=1)
+    thresholds = tune_thresholds(conf[keep], pred[keep], y_val[keep], topics, th_cfg)
+    (out / "threshold_report.json").write_text(json.dumps(
+        thresholds.report(conf[keep], pred[keep], y_val[keep]), indent=2, default=str))
+
+    # out-of-scope scorer + neighbours on embeddings when the family has them
+    rng = np.random.default_rng(int(params.get("seed", 42)))
+    sample = np.arange(len(train_rows))
+    if len(sample) > max_neighbours:
+        sample = np.sort(rng.choice(sample, max_neighbours, replace=False))
+    train_emb = classifier.embed([train_rows[i]["text"] for i in sample])
+    ood_dict = None
+    if train_emb is not None:
+        Neighbours(train_emb, [train_rows[i]["text"] for i in sample],
+                   [train_rows[i]["topic"] for i in sample]).save(out)
+        scorer = OODScorer(k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1).fit(train_emb)
+        val_emb = classifier.embed(val_texts)
+        scorer.tune(scorer.score(val_emb[keep], cal[keep]),
+                    max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
+        ood_dict = scorer.to_dict()
+    min_lang = max(5, int(0.01 * len(train_rows)))
+    languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
+                       if c >= min_lang and lang != "und")
+    cold = [t for t in taxonomy.topic_ids if train_topics.get(t, 0) < int(th_cfg.get("cold_start_min_examples", 20))]
+    policy = Policy(
+        family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
+        calibrator=calibrator.to_dict(), thresholds=thresholds.to_dict(), ood=ood_dict, languages=languages,
+        cold_start_topics=cold,
+        model_version=model_version, taxonomy_version=f"{taxonomy.name}@{taxonomy.version}",
+        cleaning_version=CLEANING_VERSION)
+    (out / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2))
+    return out
+
+
+def _raw_topic_proba(classifier: Any, policy: Policy, texts: Sequence[str]) -> np.ndarray:
+    raw = classifier.predict_proba(list(texts))
+    if policy.fine_to_coarse:
+        return aggregate_to_topics(raw, classifier.labels, policy.fine_to_coarse, policy.topics)
+    return raw[:, [classifier.labels.index(t) for t in policy.topics]]

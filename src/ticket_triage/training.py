@@ -1,0 +1,195 @@
+"""The train stage: run a sweep of candidates, track each in MLflow, pick the winner.
+
+A sweep (``conf/sweep/*.yaml``) is a list of candidates; each names a model config
+(``conf/model/<name>.yaml``) and may override its hyperparameters, the label level
+(``topic`` or ``tag``: train on fine source tags, route on summed topic probabilities) and
+threshold settings. Every candidate is a nested MLflow run under one parent run per sweep.
+The winner is picked on validation by :func:`ticket_triage.evaluation.objective`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ticket_triage.config import flatten, model_config
+from ticket_triage.data import iter_jsonl
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_KEYS = {"model", "label_level", "thresholds", "name"}
+
+
+@dataclass
+class Candidate:
+    name: str
+    model: dict[str, Any]
+    label_level: str
+    thresholds: dict[str, Any]
+
+    @property
+    def family(self) -> str:
+        return self.model["family"]
+
+
+@dataclass
+class SweepResult:
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    winner: str | None = None
+    winner_dir: str | None = None
+    parent_run_id: str | None = None
+    winner_run_id: str | None = None
+
+
+def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
+    """Expand ``params['sweep']['candidates']`` into concrete candidate configs."""
+    sweep = params.get("sweep") or {}
+    train_cfg = params.get("train") or {}
+    base_th = dict(params.get("thresholds") or {})
+    raw = list(sweep.get("candidates") or [])
+    out: list[Candidate] = []
+    if not raw:  # single: the composed model (Hydra multirun / dvc exp run -S model=...)
+        m = dict(params["model"])
+        level = train_cfg.get("label_level", "topic")
+        out.append(Candidate(f"{m['family']}-{level}", m, level, base_th))
+        return out
+    for c in raw:
+        c = dict(c)
+        name = c.get("model")
+        if not name:
+            raise ValueError(f"sweep candidate {c} has no 'model'")
+        overrides = {k: v for k, v in c.items() if k not in CANDIDATE_KEYS}
+        m = model_config(name, overrides)
+        level = c.get("label_level", train_cfg.get("label_level", "topic"))
+        th = {**base_th, **dict(c.get("thresholds") or {})}
+        tag = f"{name}-{level}"
+        if overrides or c.get("thresholds"):
+            tag += "-" + hashlib.sha1(json.dumps([overrides, c.get("thresholds")], sort_keys=True,
+                                                 default=str).encode()).hexdigest()[:6]
+        out.append(Candidate(c.get("name", tag), m, level, th))
+    return out
+
+
+def _labels(rows: Sequence[Mapping[str, Any]], level: str) -> list[str]:
+    key = "label_fine" if level == "tag" else "topic"
+    return [str(r.get(key) or r["topic"]) for r in rows]
+
+
+def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequence[Mapping[str, Any]],
+                    val_rows: Sequence[Mapping[str, Any]], out_dir: Path, *, progress: bool = True
+                    ) -> tuple[Path, dict[str, float], dict[str, Any]]:
+    """Fit one candidate, build its bundle, score it on validation through Triage.decide."""
+    from ticket_triage.evaluation import score_split
+    from ticket_triage.inference import Triage, build_bundle
+    from ticket_triage.models import build_classifier
+    from ticket_triage.models.base import check_training_data
+
+    texts = [r["text"] for r in train_rows]
+    labels = _labels(train_rows, cand.label_level)
+    check_training_data(texts, labels, int((params.get("train") or {}).get("min_examples_per_label", 2)))
+    hp = {k: v for k, v in cand.model.items() if k != "family"}
+    hp.setdefault("seed", int(params.get("seed", 42)))
+    clf = build_classifier(cand.family, **hp)
+    t0 = time.perf_counter()
+    clf.fit(texts, labels, progress=progress)
+    train_s = time.perf_counter() - t0
+    p = copy.deepcopy(dict(params))
+    p["thresholds"] = cand.thresholds
+    bundle = build_bundle(clf, train_rows, val_rows, p, out_dir, label_level=cand.label_level,
+                          model_version=cand.name)
+    triage = Triage.load(bundle)
+    target = float((params.get("train") or {}).get("target_precision", 0.99))
+    metrics, detail = score_split(triage, val_rows, "val", target_precision=target)
+    metrics["train/seconds"] = train_s
+    t1 = time.perf_counter()
+    for r in val_rows[:50]:
+        triage.decide([{"text": r["text"], "subject": "", "body": ""}])
+    metrics["val/single_latency_ms"] = 1000 * (time.perf_counter() - t1) / max(1, min(50, len(val_rows)))
+    return bundle, metrics, detail
+
+
+def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
+              metrics_path: str | Path = "artifacts/metrics/train.json", track: bool = True,
+              progress: bool = True) -> SweepResult:
+    from ticket_triage import tracking
+    from ticket_triage.evaluation import copy_bundle, objective, write_plots
+
+    paths = params["paths"]
+    split_dir = Path(paths["split"])
+    train_rows = list(iter_jsonl(split_dir / "train.jsonl"))
+    val_rows = list(iter_jsonl(split_dir / "validation.jsonl"))
+    if not train_rows:
+        raise ValueError(f"{split_dir / 'train.jsonl'} is empty: check artifacts/split/report.json and the clean report")
+    if not val_rows:
+        raise ValueError(f"{split_dir / 'validation.jsonl'} is empty: raise split.validation or add data")
+    out = Path(out_dir or paths["train"])
+    out.mkdir(parents=True, exist_ok=True)
+    cands = resolve_candidates(params)
+    target = float((params.get("train") or {}).get("target_precision", 0.99))
+    result = SweepResult()
+    scored: list[tuple[tuple[float, float, float], Candidate, Path, dict[str, float], str | None]] = []
+
+    sweep_name = (params.get("sweep") or {}).get("name", "sweep")
+    parent_cm = None
+    if track:
+        tracking.setup(params.get("tracking"))
+        parent_cm = tracking.run(f"train-{sweep_name}-{tracking.git_sha(short=True)}",
+                                 tags={"stage": "train", "sweep": sweep_name},
+                                 params={"sweep.candidates": len(cands), "seed": params.get("seed")})
+        parent = parent_cm.__enter__()
+        result.parent_run_id = parent.info.run_id
+    try:
+        for i, cand in enumerate(cands, 1):
+            log.info("candidate %d/%d: %s", i, len(cands), cand.name)
+            print(f"[train] candidate {i}/{len(cands)}: {cand.name}", flush=True)
+            cdir = out / "candidates" / cand.name
+            run_id = None
+            if track:
+                flat = flatten({"model": cand.model, "thresholds": cand.thresholds, "train": params.get("train", {}),
+                                "data": {"name": params.get("data", {}).get("name")},
+                                "label_level": cand.label_level, "seed": params.get("seed")})
+                with tracking.run(f"train-{cand.name}-{tracking.git_sha(short=True)}", nested=True,
+                                  tags={"stage": "train", "model_family": cand.family,
+                                        "label_level": cand.label_level,
+                                        "thresholds": json.dumps(cand.thresholds, default=str)[:500]},
+                                  params=flat) as r:
+                    run_id = r.info.run_id
+                    bundle, metrics, detail = train_candidate(cand, params, train_rows, val_rows, cdir, progress=progress)
+                    tracking.log_metrics(metrics)
+                    plot_dir = cdir.parent / f"{cand.name}-plots"
+                    write_plots(detail, sorted({r_["topic"] for r_ in train_rows}), plot_dir, "val")
+                    (plot_dir / "val_per_label.json").write_text(json.dumps(detail["per_label"], indent=2))
+                    tracking.log_artifacts(plot_dir, "plots")
+                    tracking.log_bundle_model(bundle, [{"subject": "", "body": val_rows[0]["text"]}])
+            else:
+                bundle, metrics, detail = train_candidate(cand, params, train_rows, val_rows, cdir, progress=progress)
+            key = objective(metrics, "val", target)
+            scored.append((key, cand, bundle, metrics, run_id))
+            result.candidates.append({"name": cand.name, "family": cand.family, "label_level": cand.label_level,
+                                      "run_id": run_id, "objective": list(key),
+                                      "metrics": {k: v for k, v in metrics.items() if k.count("/") == 1}})
+            print(f"[train]   val accuracy {metrics['val/accuracy']:.4f}  macro-F1 {metrics['val/macro_f1']:.4f}  "
+                  f"auto-routed {metrics['val/coverage']:.3f} at precision {metrics['val/auto_precision']:.4f}", flush=True)
+        best = max(scored, key=lambda s: s[0])
+        result.winner, result.winner_run_id = best[1].name, best[4]
+        result.winner_dir = str(copy_bundle(best[2], out / "winner"))
+        if track:
+            tracking.log_metrics({f"winner/{k}": v for k, v in best[3].items() if k.count("/") == 1})
+            import mlflow
+
+            mlflow.set_tag("winner", best[1].name)
+    finally:
+        if parent_cm is not None:
+            parent_cm.__exit__(None, None, None)
+    (out / "sweep.json").write_text(json.dumps(result.__dict__, indent=2, default=str))
+    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics_path).write_text(json.dumps(
+        {**{k: v for k, v in best[3].items() if k.count("/") == 1}, "winner": best[1].name}, indent=2, default=str))
+    print(f"[train] winner: {best[1].name}", flush=True)
+    return result

@@ -1,0 +1,242 @@
+"""A real HTTP server on 127.0.0.1 (in a thread) that fakes the helpdesk APIs we call.
+
+``FakeServer`` records every request and can be scripted to fail (``fail_next(429,
+headers={"Retry-After": "1"})``, ``fail_next(500)``, ``drop_next()`` to close the connection).
+``FakeZendesk`` adds the Zendesk endpoints the adapter uses, with ticket state:
+
+* ``PUT /api/v2/tickets/{id}/tags.json``  -- adds tags
+* ``PUT /api/v2/tickets/{id}.json``       -- comment (note), group_id, assignee_id
+* ``GET /api/v2/tickets/{id}.json``
+* ``GET /api/v2/incremental/tickets/cursor.json`` -- ``start_time`` / ``cursor`` paging
+
+Other fakes (Intercom, Front) are a ``FakeServer`` with ``route(...)`` handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    json: Any
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class _Failure:
+    status: int
+    headers: dict[str, str]
+    times: int
+    path_contains: str | None
+    drop: bool = False
+
+
+Handler = Callable[[Recorded, re.Match[str]], tuple[int, Any]]
+
+
+class FakeServer:
+    """Records requests, answers from registered routes, fails on demand."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._failures: list[_Failure] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.received = threading.Condition()
+
+    # ---- scripting -----------------------------------------------------------------------
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method.upper(), re.compile(pattern + r"$"), handler))
+
+    def fail_next(self, status: int, *, times: int = 1, headers: dict[str, str] | None = None,
+                  path_contains: str | None = None) -> None:
+        with self._lock:
+            self._failures.append(_Failure(status, headers or {}, times, path_contains))
+
+    def drop_next(self, *, times: int = 1, path_contains: str | None = None) -> None:
+        """Close the connection without an answer (a network failure)."""
+        with self._lock:
+            self._failures.append(_Failure(0, {}, times, path_contains, drop=True))
+
+    def calls(self, method: str | None = None, path_contains: str = "") -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests
+                    if (method is None or r.method == method) and path_contains in r.path]
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.time() + timeout
+        with self.received:
+            while not pred():
+                left = deadline - time.time()
+                if left <= 0:
+                    return False
+                self.received.wait(left)
+        return True
+
+    # ---- serving -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "call start() first"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeServer":
+        server = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                u = urlsplit(self.path)
+                rec = Recorded(self.command, u.path, parse_qs(u.query), dict(self.headers), body)
+                with server._lock:
+                    server.requests.append(rec)
+                    fail = None
+                    for f in server._failures:
+                        if f.times > 0 and (f.path_contains is None or f.path_contains in u.path):
+                            f.times -= 1
+                            fail = f
+                            break
+                    server._failures = [f for f in server._failures if f.times > 0]
+                try:
+                    if fail is not None and fail.drop:
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    if fail is not None:
+                        self._send(fail.status, {"error": "scripted failure"}, fail.headers)
+                        return
+                    for method, pat, handler in server._routes:
+                        m = pat.match(u.path)
+                        if m and method == self.command:
+                            status, payload = handler(rec, m)
+                            self._send(status, payload)
+                            return
+                    self._send(404, {"error": f"no fake route for {self.command} {u.path}"})
+                finally:
+                    with server.received:
+                        server.received.notify_all()
+
+            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+                data = b"" if status in (204, 304) else json.dumps(payload).encode()
+                self.send_response(status)
+                if status not in (204, 304):
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "FakeServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class FakeZendesk(FakeServer):
+    """Zendesk Support API v2, just the endpoints the adapter uses."""
+
+    def __init__(self, page_size: int = 100) -> None:
+        super().__init__()
+        self.tickets: dict[str, dict[str, Any]] = {}
+        self.comments: dict[str, list[dict[str, Any]]] = {}
+        self.page_size = page_size
+        self.route("PUT", r"/api/v2/tickets/(\d+)/tags\.json", self._add_tags)
+        self.route("PUT", r"/api/v2/tickets/(\d+)\.json", self._update)
+        self.route("GET", r"/api/v2/tickets/(\d+)\.json", self._get)
+        self.route("GET", r"/api/v2/incremental/tickets/cursor\.json", self._incremental)
+
+    def add_ticket(self, tid: str | int, subject: str, description: str, tags: list[str] | None = None,
+                   updated_at: str = "2026-01-01T00:00:00Z", **extra: Any) -> dict[str, Any]:
+        t = {"id": int(tid), "subject": subject, "description": description,
+             "tags": list(tags or []), "updated_at": updated_at, "created_at": updated_at,
+             "status": "new", "group_id": None, "assignee_id": None, **extra}
+        with self._lock:
+            self.tickets[str(tid)] = t
+        return t
+
+    def tags_of(self, tid: str | int) -> list[str]:
+        return list(self.tickets.get(str(tid), {}).get("tags", []))
+
+    def notes_of(self, tid: str | int) -> list[dict[str, Any]]:
+        return list(self.comments.get(str(tid), []))
+
+    def _ticket(self, tid: str) -> dict[str, Any]:
+        return self.tickets.setdefault(tid, {"id": int(tid), "tags": [], "subject": "",
+                                             "description": "", "updated_at": ""})
+
+    def _add_tags(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
+        with self._lock:
+            t = self._ticket(m.group(1))
+            for tag in (rec.json or {}).get("tags", []):
+                if tag not in t["tags"]:
+                    t["tags"].append(tag)
+            return 200, {"tags": list(t["tags"])}
+
+    def _update(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
+        body = (rec.json or {}).get("ticket") or {}
+        with self._lock:
+            t = self._ticket(m.group(1))
+            if "comment" in body:
+                self.comments.setdefault(m.group(1), []).append(body["comment"])
+            for k in ("group_id", "assignee_id", "status", "priority"):
+                if k in body:
+                    t[k] = body[k]
+            if "tags" in body:  # a full replace (the adapter must never send this)
+                t["tags"] = list(body["tags"])
+            return 200, {"ticket": dict(t)}
+
+    def _get(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
+        t = self.tickets.get(m.group(1))
+        return (200, {"ticket": t}) if t else (404, {"error": "RecordNotFound"})
+
+    def _incremental(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
+        with self._lock:
+            items = sorted(self.tickets.values(), key=lambda t: (t["updated_at"], t["id"]))
+        if "cursor" in rec.query:
+            start = int(rec.query["cursor"][0])
+        else:
+            start = 0
+        page = items[start:start + self.page_size]
+        end = start + len(page)
+        return 200, {"tickets": page, "after_cursor": str(end), "before_cursor": str(start),
+                     "end_of_stream": end >= len(items)}

@@ -1,0 +1,68 @@
+"""Unit tests for ticket_triage.ood on synthetic clusters."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ticket_triage.ood import OODScorer, tune_cutoff
+
+
+def clusters(seed: int = 0, dim: int = 32):
+    """5 in-scope clusters; out-of-scope points come from 3 other cluster centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(8, dim))
+    def draw(ids, n):
+        lab = rng.choice(ids, size=n)
+        return centres[lab] + 0.35 * rng.normal(size=(n, dim)), lab
+    train, ytr = draw([0, 1, 2, 3, 4], 1000)
+    val_in, _ = draw([0, 1, 2, 3, 4], 300)
+    val_oos, _ = draw([5, 6, 7], 100)
+    test_in, _ = draw([0, 1, 2, 3, 4], 300)
+    test_oos, _ = draw([5, 6, 7], 100)
+    return train, ytr, val_in, val_oos, test_in, test_oos
+
+
+def test_ood_separates_clusters() -> None:
+    train, ytr, val_in, val_oos, test_in, test_oos = clusters()
+    sc = OODScorer(k=5).fit(train, ytr)
+    res = sc.tune(sc.score(val_in), sc.score(val_oos), max_in_scope_flagged=0.02)
+    assert res.in_scope_flagged <= 0.02
+    assert res.oos_flagged is not None and res.oos_flagged > 0.95
+    assert np.mean(sc.is_out_of_scope(sc.score(test_oos))) > 0.95
+    assert np.mean(sc.is_out_of_scope(sc.score(test_in))) < 0.05
+
+
+def test_cutoff_without_oos_is_quantile() -> None:
+    scores = np.arange(1000) / 1000.0
+    res = tune_cutoff(scores, None, max_in_scope_flagged=0.02)
+    assert res.in_scope_flagged <= 0.02 and res.in_scope_flagged >= 0.019
+    assert res.oos_flagged is None
+
+
+def test_sampling_cap_keeps_every_label_and_roundtrip() -> None:
+    train, ytr, val_in, *_ = clusters()
+    sc = OODScorer(k=3, max_train=50, seed=1).fit(train, ytr)
+    assert sc.sample_idx is not None and len(sc.sample_idx) == 50
+    assert set(ytr[sc.sample_idx]) == set(ytr)
+    sc.tune(sc.score(val_in))
+    d = json.loads(json.dumps(sc.to_dict()))
+    again = OODScorer.from_dict(d, train[np.asarray(d["sample_idx"])])
+    assert np.allclose(again.score(val_in), sc.score(val_in), atol=1e-5)
+    assert again.cutoff == sc.cutoff
+
+
+def test_prob_term_and_errors() -> None:
+    train, ytr, val_in, *_ = clusters()
+    sc = OODScorer(k=3, prob_weight=1.0).fit(train)
+    unsure = np.full((len(val_in), 5), 0.2)
+    sure = np.eye(5)[np.zeros(len(val_in), int)]
+    assert (sc.score(val_in, unsure) > sc.score(val_in, sure)).all()
+    with pytest.raises(ValueError, match="embedding dim"):
+        sc.score(np.ones((2, 3)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        OODScorer().score(val_in)
+    with pytest.raises(ValueError, match="non-empty"):
+        tune_cutoff(np.zeros(0))

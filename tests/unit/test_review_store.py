@@ -1,0 +1,175 @@
+"""ReviewStore: migrations, queue order, atomic claims, expiry, resolve, undo, stats."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from ticket_triage.review.store import MIGRATIONS, ReviewError, ReviewStore
+from ticket_triage.schema import Decision, Ticket
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def tk(i, *, hours=0, text=None):
+    return Ticket(id=f"t{i}", text=text or f"ticket {i}", created_at=T0 + timedelta(hours=hours))
+
+
+def dec(topic="transfers", urgency="P2", conf=0.5, band="review"):
+    return Decision(topic=topic, confidence=conf, band=band, urgency=urgency,
+                    reason="below_review_threshold", model_version="m1")
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    return ReviewStore(f"sqlite:///{tmp_path / 'q.sqlite'}", claim_ttl_s=300, clock=clock)
+
+
+def test_migrations_are_recorded_once_and_sqlite_uses_wal(store, tmp_path):
+    with store.engine.connect() as conn:
+        versions = [r[0] for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))]
+        mode = conn.execute(sa.text("PRAGMA journal_mode")).scalar()
+        busy = conn.execute(sa.text("PRAGMA busy_timeout")).scalar()
+    assert versions == [m.version for m in MIGRATIONS]
+    assert mode == "wal" and busy == 5000
+    again = ReviewStore(store.db_url)  # reopening applies nothing twice
+    with again.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == len(MIGRATIONS)
+
+
+def test_newer_schema_is_refused(store):
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO schema_version VALUES (999, 'future', 0)"))
+    with pytest.raises(RuntimeError, match="schema version 999"):
+        ReviewStore(store.db_url)
+
+
+def test_queue_order_is_urgency_then_age_and_duplicates_are_skipped(store):
+    ids = store.enqueue_many([(tk(1, hours=0), dec(urgency="P3")), (tk(2, hours=5), dec(urgency="P0")),
+                              (tk(3, hours=1), dec(urgency="P0")), (tk(4, hours=2), dec(urgency="P2"))])
+    assert len(ids) == 4
+    assert store.enqueue(tk(1), dec()) is None  # still waiting: not queued twice
+    order = []
+    for who in "abcd":
+        order.append(store.claim_next(who).ticket_id)
+    assert order == ["t3", "t2", "t4", "t1"]
+    assert store.claim_next("e") is None
+
+
+def test_claim_returns_the_held_item_and_two_reviewers_never_share(store):
+    store.enqueue_many([(tk(i, hours=i), dec()) for i in range(3)])
+    a1 = store.claim_next("alice")
+    assert store.claim_next("alice").id == a1.id  # a reload shows the same item
+    b1 = store.claim_next("bob")
+    assert b1.id != a1.id
+
+
+def test_concurrent_claims_are_atomic(tmp_path):
+    store = ReviewStore(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.enqueue_many([(tk(i, hours=i), dec()) for i in range(40)])
+    got: dict[str, int | None] = {}
+    barrier = threading.Barrier(8)
+
+    def work(name):
+        s = ReviewStore(store.db_url)  # own engine, like another worker process
+        barrier.wait()
+        item = s.claim_next(name)
+        got[name] = item.id if item else None
+
+    threads = [threading.Thread(target=work, args=(f"r{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [v for v in got.values()]
+    assert None not in ids and len(set(ids)) == 8
+
+
+def test_expired_claims_can_be_taken_over(store, clock):
+    store.enqueue(tk(1), dec())
+    a = store.claim_next("alice")
+    assert store.claim_next("bob") is None
+    clock.t += 301
+    b = store.claim_next("bob")
+    assert b.id == a.id and b.claimed_by == "bob"
+    with pytest.raises(ReviewError, match="claimed by someone else"):
+        store.resolve(a.id, "alice", "transfers")
+
+
+def test_resolve_confirm_and_correct(store, clock):
+    store.enqueue_many([(tk(1), dec()), (tk(2, hours=1), dec())])
+    a = store.claim_next("alice")
+    clock.t += 12
+    c1 = store.resolve(a.id, "alice", "transfers")
+    assert c1.action == "confirm" and c1.seconds_spent == pytest.approx(12)
+    assert c1.predicted_topic == "transfers" and c1.model_version == "m1" and c1.text == "ticket 1"
+    b = store.claim_next("alice")
+    clock.t += 3000  # an idle tab is capped
+    c2 = store.resolve(b.id, "alice", "refunds", "P1")
+    assert c2.action == "correct" and c2.corrected_urgency == "P1" and c2.seconds_spent == 600
+    with pytest.raises(ReviewError, match="already done"):
+        store.resolve(b.id, "alice", "refunds")
+    with pytest.raises(ReviewError, match="urgency"):
+        store.resolve(b.id, "alice", "refunds", "P9")
+
+
+def test_undo_brings_the_last_item_back(store, clock):
+    store.enqueue_many([(tk(1), dec()), (tk(2, hours=1), dec())])
+    first = store.claim_next("alice")
+    store.resolve(first.id, "alice", "refunds")
+    back = store.undo("alice")
+    assert back.id == first.id and back.status == "claimed" and back.claimed_by == "alice"
+    assert store.claim_next("alice").id == first.id
+    assert store.corrections_since(0) == []
+    assert len(store.corrections_since(0, include_undone=True)) == 1
+    with pytest.raises(ReviewError, match="nothing to undo"):
+        store.undo("alice")
+    c = store.resolve(first.id, "alice", "transfers")
+    store.set_watermark(c.id)  # exported
+    with pytest.raises(ReviewError, match="already exported"):
+        store.undo("alice")
+
+
+def test_stats_queue_size_cleared_today_and_median(store, clock):
+    store.enqueue_many([(tk(i, hours=i), dec()) for i in range(5)])
+    for secs in (10, 20, 60):
+        item = store.claim_next("alice")
+        clock.t += secs
+        store.resolve(item.id, "alice", "transfers")
+    s = store.stats()
+    assert s.queue_size == 2 and s.cleared_today == 3 and s.median_seconds == 20
+    assert sum(s.cleared_per_day.values()) == 3 and len(s.cleared_per_day) == 7
+    clock.t += 86400
+    assert store.stats().cleared_today == 0
+
+
+def test_release_and_validation(store):
+    store.enqueue(tk(1), dec())
+    a = store.claim_next("alice")
+    assert store.release(a.id, "alice")
+    assert store.claim_next("bob").id == a.id
+    with pytest.raises(ReviewError, match="reviewer name"):
+        store.claim_next("")
+
+
+def test_text_is_cleaned_with_text_module_when_missing(store):
+    item_id = store.enqueue(Ticket(id="x", subject="Card", body="Mail me at jane.doe@example.com"), dec())
+    item = store.get(item_id)
+    assert "jane.doe@example.com" not in item.text and "Card" in item.text
