@@ -47,8 +47,8 @@ serve: install  ## serve the champion on 127.0.0.1:3000 (BentoML)
 bento: install  ## build the Bento with the champion inside
 	$(BIN)/dvc repro package
 
-review: install  ## the review page alone on 127.0.0.1:8080
-	$(BIN)/triage review --host 127.0.0.1 --port 8080
+review: install  ## the review page alone (127.0.0.1:8081/review/)
+	$(BIN)/triage review
 
 mlflow-ui: install  ## open the tracking store in the MLflow UI on 127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

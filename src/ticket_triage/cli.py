@@ -130,24 +130,42 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_review(args: argparse.Namespace) -> int:
-    from ticket_triage.review import serve_review
+def _review_cfg(args: argparse.Namespace) -> dict[str, Any]:
+    from ticket_triage.config import load_params
 
-    return serve_review(host=args.host, port=args.port, db_url=args.db) or 0
+    cfg = dict(load_params().get("review") or {})
+    if getattr(args, "db", None):
+        cfg["db_url"] = args.db
+    return cfg
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from ticket_triage.review.app import serve_review
+
+    cfg = _review_cfg(args)
+    Path("var").mkdir(exist_ok=True)
+    serve_review(args.host or cfg.get("host", "127.0.0.1"), args.port or int(cfg.get("port", 8081)),
+                 cfg.get("db_url", "sqlite:///var/review.sqlite"), cfg.get("taxonomy_path", ""),
+                 reviewers=cfg.get("reviewers") or None, reviewers_env=cfg.get("reviewers_env", "TRIAGE_REVIEWERS"),
+                 secret_env=cfg.get("secret_env", "TRIAGE_REVIEW_SECRET"),
+                 claim_ttl_s=float(cfg.get("claim_ttl_s", 600)), cookie_secure=bool(cfg.get("cookie_secure", False)))
+    return 0
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
-    from ticket_triage.feedback import export_corrections, feedback_report
+    from ticket_triage.feedback import export_corrections, feedback_report, format_report
     from ticket_triage.review.store import ReviewStore
 
-    store = ReviewStore(args.db)
+    cfg = _review_cfg(args)
+    store = ReviewStore.from_config(cfg)
     if args.action == "export":
-        path = export_corrections(store, args.out)
+        path = export_corrections(store, args.out or cfg.get("feedback_dir", "data/feedback"))
         print(f"wrote {path}" if path else "no new corrections since the last export")
         if path:
             print("next: `dvc add data && dvc repro` retrains with them")
         return 0
-    print(json.dumps(feedback_report(store), indent=2, default=str))
+    print(format_report(feedback_report(store, confidence=float(cfg.get("audit_confidence", 0.95)),
+                                        method=cfg.get("audit_interval", "clopper_pearson"))))
     return 0
 
 
@@ -203,15 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_cmd_classify)
 
     r = sub.add_parser("review", help="serve the review page standalone")
-    r.add_argument("--host", default="127.0.0.1")
-    r.add_argument("--port", type=int, default=8080)
-    r.add_argument("--db", default=None, help="SQLAlchemy URL (default: sqlite:///review.db)")
+    r.add_argument("--host", default=None, help="default: review.host in params")
+    r.add_argument("--port", type=int, default=None, help="default: review.port in params")
+    r.add_argument("--db", default=None, help="SQLAlchemy URL (default: review.db_url, a SQLite file under var/)")
     r.set_defaults(func=_cmd_review)
 
     f = sub.add_parser("feedback", help="reviewer corrections: export for retraining, or report audit precision")
     f.add_argument("action", choices=["export", "report"])
-    f.add_argument("--db", default=None, help="SQLAlchemy URL of the review store")
-    f.add_argument("--out", default="data/feedback")
+    f.add_argument("--db", default=None, help="SQLAlchemy URL of the review store (default: review.db_url)")
+    f.add_argument("--out", default=None, help="default: review.feedback_dir (data/feedback)")
     f.set_defaults(func=_cmd_feedback)
 
     e = sub.add_parser("eval", help="continuous evaluation")

@@ -20,15 +20,15 @@ MIN_WORDS = 3
 _MAX_CHARS = 600  # the first ~100 words decide; longer texts cost no more
 
 # Frequent function words (and a few helpdesk staples). A word listed for several languages
-# counts for each of them; the distinctive ones decide.
+# counts for each of them; the distinctive ones decide. Words are split at apostrophes, so
+# French elisions count through "j", "qu", "c", "n" ("j'ai", "qu'il", "c'est", "n'ai").
 _STOPWORDS: dict[str, str] = {
     "en": """the and is are was were to of a an in on at for from with by it its this that these
         those my your our their his her me you we they i am be been being have has had do does
         did not no can could would should will shall may might must please thanks thank hi hello
         dear what which who why how when where there here if or but so than then also just still
         any some all about into over after before because while get got want need help issue
-        problem account card payment order received yet already since only very don't i'm it's
-        can't won't doesn't didn't""",
+        problem account card payment order received yet already since only very""",
     "de": """der die das den dem des ein eine einen einem einer eines und oder aber ist sind war
         waren bin bist sein nicht kein keine keinen ich du er sie es wir ihr ihnen ihre ihren
         ihrer mein meine meinen meiner mich mir uns unser unsere unseren zu zum zur mit von vom
@@ -41,7 +41,7 @@ _STOPWORDS: dict[str, str] = {
         elle nous vous ils elles ne pas plus mon ma mes ton ta tes son sa ses notre nos votre vos
         leur leurs ce cette ces cet qui que quoi dont où pour par avec sans dans sur sous chez au
         aux mais ou donc car si comme quand bonjour merci madame monsieur suis très déjà encore
-        aussi toujours j qu c n d l s y en peux pouvez veuillez compte carte commande""",
+        aussi toujours j qu c n y en peux pouvez veuillez compte carte commande""",
     "es": """el la los las un una unos unas de del al y o pero es son está están estoy era fue ser
         estar he ha han hemos tengo tiene tienen yo tú él ella nosotros ustedes usted mi mis tu
         tus su sus nuestro nuestra que qué quien cómo como cuando dónde por para con sin en sobre

@@ -525,9 +525,10 @@ class ReviewStore:
         today = _day_start(now)
         since = today - (days - 1) * 86400
         with self.engine.connect() as conn:
-            open_counts = dict(conn.execute(
-                sa.select(c.status, sa.func.count()).where(c.status != "done").group_by(c.status)
-            ).all())
+            open_n = conn.execute(sa.select(sa.func.count()).select_from(review_items).where(
+                c.status != sa.literal_column("'done'"))).scalar() or 0
+            claimed_n = conn.execute(sa.select(sa.func.count()).select_from(review_items).where(
+                c.status == "claimed")).scalar() or 0
             done_rows = conn.execute(sa.select(k.created_at).where(
                 k.undone.is_(False), k.item_id.is_not(None), k.created_at >= since)).all()
             secs = [r[0] for r in conn.execute(sa.select(k.seconds_spent).where(
@@ -542,8 +543,8 @@ class ReviewStore:
                 per_day[key] += 1
         today_key = datetime.fromtimestamp(today, tz=timezone.utc).date().isoformat()
         return QueueStats(
-            queue_size=int(sum(open_counts.values())),
-            claimed=int(open_counts.get("claimed", 0)),
+            queue_size=int(open_n),
+            claimed=int(claimed_n),
             cleared_today=per_day.get(today_key, 0),
             median_seconds=float(statistics.median(secs)) if secs else None,
             cleared_per_day=per_day,

@@ -1,0 +1,200 @@
+"""Load-test a running triage service on loopback.
+
+    bentoml serve serving.service:TicketTriage --host 127.0.0.1 --port 3000 &
+    python benchmarks/bench_service.py --url http://127.0.0.1:3000 [--duration 60] [--out bench.json]
+
+Measures single-ticket latency (p50/p99) at 1, 8 and 32 concurrent clients, batch throughput
+(tickets/s through /classify_batch), the resident memory of the server process tree (psutil:
+the process listening on the port plus its children) and the errors seen during a bounded
+run at 32 clients. Refuses any URL that is not loopback. Tickets come from a CSV with
+subject/body columns (default: the test fixture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import ipaddress
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TICKETS = ROOT / "tests" / "fixtures" / "tickets_small.csv"
+
+
+def load_tickets(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = [{"subject": r.get("subject") or "", "body": r.get("body") or r.get("text") or ""}
+                for r in csv.DictReader(fh)]
+    rows = [r for r in rows if (r["subject"] + r["body"]).strip()]
+    if not rows:
+        raise SystemExit(f"{path}: no rows with a subject or body column")
+    return rows
+
+
+def check_loopback(url: str) -> None:
+    host = urlsplit(url).hostname or ""
+    try:
+        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SystemExit(f"{url}: this benchmark only runs against loopback (127.0.0.1 / ::1 / localhost)")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
+
+
+async def single_run(client: httpx.AsyncClient, tickets: list[dict[str, str]], concurrency: int,
+                     requests: int | None, duration: float | None) -> dict[str, float]:
+    """``concurrency`` clients each sending /classify until ``requests`` or ``duration``."""
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    sent = 0
+    stop_at = time.perf_counter() + duration if duration else None
+
+    async def worker(wid: int) -> None:
+        nonlocal sent
+        i = wid
+        while True:
+            if requests is not None and sent >= requests:
+                return
+            if stop_at is not None and time.perf_counter() >= stop_at:
+                return
+            sent += 1
+            t = tickets[i % len(tickets)]
+            i += concurrency
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/classify", json=t)
+                if r.status_code != 200:
+                    errors[f"http_{r.status_code}"] = errors.get(f"http_{r.status_code}", 0) + 1
+                    continue
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                continue
+            lat.append((time.perf_counter() - t0) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    wall = time.perf_counter() - t0
+    return {"concurrency": concurrency, "requests": sent, "ok": len(lat),
+            "errors": sum(errors.values()), "error_kinds": errors,
+            "p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
+            "mean_ms": round(statistics.fmean(lat), 2) if lat else float("nan"),
+            "rps": round(len(lat) / wall, 1) if wall else 0.0, "seconds": round(wall, 2)}
+
+
+async def batch_run(client: httpx.AsyncClient, tickets: list[dict[str, str]], batch: int,
+                    rounds: int) -> dict[str, float]:
+    payload = {"tickets": [tickets[i % len(tickets)] for i in range(batch)]}
+    await client.post("/classify_batch", json=payload)  # warm-up
+    times = []
+    errors = 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        r = await client.post("/classify_batch", json=payload)
+        times.append(time.perf_counter() - t0)
+        if r.status_code != 200:
+            errors += 1
+    total = sum(times)
+    return {"batch": batch, "rounds": rounds, "errors": errors,
+            "tickets_per_s": round(batch * rounds / total, 1) if total else 0.0,
+            "p50_ms_per_batch": round(pct([t * 1000 for t in times], 50), 1)}
+
+
+def server_rss_mb(port: int, pid: int | None) -> float | None:
+    """RSS of the server process (by pid, or the one listening on ``port``) and its children."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    proc = None
+    if pid:
+        proc = psutil.Process(pid)
+    else:
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                       for c in p.net_connections(kind="tcp")):
+                    proc = p
+                    break
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+    if proc is None:
+        return None
+    # the listener may be a worker: walk up to the `bentoml serve` parent, then sum the tree
+    try:
+        parent = proc.parent()
+        while parent is not None and "bentoml" in " ".join(parent.cmdline()):
+            proc, parent = parent, parent.parent()
+        procs = [proc, *proc.children(recursive=True)]
+        return round(sum(p.memory_info().rss for p in procs) / 2**20, 1)
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        return None
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    tickets = load_tickets(Path(args.tickets))
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout, limits=limits) as client:
+        r = await client.get("/readyz")
+        if r.status_code != 200:
+            raise SystemExit(f"{args.url}/readyz answered {r.status_code}: start the service first")
+        info = (await client.get("/info/ready")).json()
+        await single_run(client, tickets, 1, requests=10, duration=None)  # warm-up
+        out: dict = {"url": args.url, "model_version": info.get("model_version"),
+                     "llm": (info.get("llm") or {}).get("enabled"), "single": []}
+        for c in (1, 8, 32):
+            res = await single_run(client, tickets, c, requests=args.requests * max(1, c // 4), duration=None)
+            out["single"].append(res)
+            print(f"single c={c:<3} p50 {res['p50_ms']:>8.1f} ms  p99 {res['p99_ms']:>8.1f} ms  "
+                  f"{res['rps']:>7.1f} req/s  errors {res['errors']}", flush=True)
+        out["batch"] = []
+        for b in (100, 1000):
+            res = await batch_run(client, tickets, b, rounds=args.batch_rounds)
+            out["batch"].append(res)
+            print(f"batch {b:<5} {res['tickets_per_s']:>9.1f} tickets/s  "
+                  f"p50 {res['p50_ms_per_batch']} ms/batch  errors {res['errors']}", flush=True)
+        port = urlsplit(args.url).port or 80
+        out["rss_mb_before_soak"] = server_rss_mb(port, args.pid)
+        soak = await single_run(client, tickets, 32, requests=None, duration=args.duration)
+        out["soak_32"] = soak
+        out["rss_mb_after_soak"] = server_rss_mb(port, args.pid)
+        print(f"soak  c=32 {soak['seconds']}s: {soak['ok']} ok, {soak['errors']} errors "
+              f"{soak['error_kinds'] or ''}, p99 {soak['p99_ms']} ms; server RSS "
+              f"{out['rss_mb_before_soak']} -> {out['rss_mb_after_soak']} MiB", flush=True)
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Load-test a running triage service (loopback only).")
+    ap.add_argument("--url", default="http://127.0.0.1:3000")
+    ap.add_argument("--tickets", default=str(DEFAULT_TICKETS), help="CSV with subject/body columns")
+    ap.add_argument("--requests", type=int, default=200, help="requests per client level (x c/4 above 4)")
+    ap.add_argument("--batch-rounds", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of the 32-client soak run")
+    ap.add_argument("--timeout", type=float, default=60.0, help="per-request client timeout (s)")
+    ap.add_argument("--pid", type=int, default=None, help="server pid (default: found by port)")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    check_loopback(args.url)
+    out = asyncio.run(main_async(args))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return 1 if out["soak_32"]["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
