@@ -75,7 +75,7 @@ class NewVocabularyConfig:
     z_threshold: float = 4.0        # z-score of the log-odds ratio a term must reach
     min_df: int = 5                 # ... and at least this many recent tickets must contain it
     min_terms: int = 5              # the signal fires with this many emerging terms
-    prior_strength: float = 10.0    # Beta prior in pseudo-documents, centred on the pooled rate
+    prior_strength: float = 100.0   # Beta prior in pseudo-documents, centred on the pooled rate
     max_docs: int = 5000            # per side, subsampled beyond this
     low_confidence: float = 0.5     # recent tickets below this confidence are clustered
     max_clusters: int = 8

@@ -54,8 +54,11 @@ def _clusters(fail: list[dict[str, Any]], max_clusters: int, max_examples: int, 
     except ValueError:  # no usable words
         return []
     vocab = x.get_feature_names_out()
+    from threadpoolctl import threadpool_limits
+
     m = x.transform(texts)
-    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(m)
+    with threadpool_limits(limits=1):  # a few hundred rows: threads only add overhead
+        km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(m)
     out = []
     for c in range(k):
         rows = np.nonzero(km.labels_ == c)[0]

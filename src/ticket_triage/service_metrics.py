@@ -244,7 +244,7 @@ def resolve_bundle(env: Mapping[str, str] | None = None,
     Order: env ``TRIAGE_BUNDLE`` (a local bundle dir); the model packaged in the Bento
     (``bento_model_path()``, e.g. the path of ``bentoml.models.get("ticket-triage:latest")``);
     the MLflow registry alias ``champion`` (``download("champion")``, by default
-    ``ticket_triage.registry.download_bundle``). Raises ``FileNotFoundError`` saying what to set.
+    ``ticket_triage.tracking.download_bundle``). Raises ``FileNotFoundError`` saying what to set.
     """
     env = os.environ if env is None else env
     tried: list[str] = []
@@ -270,9 +270,10 @@ def resolve_bundle(env: Mapping[str, str] | None = None,
             tried.append(f"Bento store {BENTO_MODEL_TAG} at {mp} (no policy.json)")
     if download is None:
         def download(alias: str) -> str | Path:
-            from ticket_triage.registry import download_bundle
+            from ticket_triage import tracking
 
-            return download_bundle(alias)
+            tracking.setup()
+            return tracking.download_bundle(alias)
     try:
         p = Path(download(REGISTRY_ALIAS))
         found = _bundle_in(p)

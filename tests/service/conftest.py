@@ -32,7 +32,8 @@ def _write_llm_config(path: Path, **over) -> Path:
     cfg = {"enabled": True, "model": "fake-model", "timeout_s": LLM_TIMEOUT_S, "max_retries": 1,
            "backoff_s": 0.05, "max_backoff_s": 0.2, "failures_to_open": 100, "reset_after_s": 60,
            "daily_budget_usd": 1.0, "price_input_per_1m": 1.0, "price_output_per_1m": 1.0,
-           "bands": ["draft", "review"], "cache_size": 1000, **over}
+           # every band, so the fixture model's confidence never decides whether the fake is asked
+           "bands": ["auto_route", "draft", "review"], "cache_size": 1000, **over}
     path.write_text(yaml.safe_dump(cfg))
     return path
 

@@ -78,15 +78,25 @@ def resolve_encoder(name: str) -> str:
 
 
 def configure_torch_threads() -> int:
-    """Cap torch's intra-op threads at the CPUs this process may use (cgroup/affinity aware),
-    or at TRIAGE_TORCH_THREADS when set. Returns the thread count."""
+    """Set torch's intra-op threads: TRIAGE_TORCH_THREADS when set, else the CPUs this process
+    may use (affinity aware) minus what the 1-minute load average says others are using, at
+    least 1. On a shared 2-core box oversubscribed threads make training several times slower.
+    Returns the thread count."""
     import torch
 
     try:
         avail = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         avail = os.cpu_count() or 1
-    n = int(os.environ.get("TRIAGE_TORCH_THREADS") or avail)
+    env = os.environ.get("TRIAGE_TORCH_THREADS")
+    if env:
+        n = int(env)
+    else:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # pragma: no cover
+            busy = 0.0
+        n = int(avail - busy + 1)
     n = max(1, min(n, avail))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

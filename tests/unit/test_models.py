@@ -1,0 +1,304 @@
+"""Classifier families behind one interface (ticket_triage.models).
+
+TF-IDF and the encoder plumbing are fast and unmarked; the encoder-based families train a
+real MiniLM for a handful of steps and are marked slow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ticket_triage.models import FAMILIES, TrainingDataError, build_classifier, load_classifier
+from ticket_triage.models.base import META_FILE
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "tickets_small.csv"
+
+# small, fast settings for the encoder-based families (a few optimizer steps)
+FAST = {
+    "tfidf_logreg": {},
+    "embed_logreg": {},
+    "setfit": {"max_steps": 2, "batch_size": 4, "num_iterations": 1},
+    "transformer": {"max_steps": 2, "batch_size": 4, "max_length": 32, "learning_rate": 1e-4},
+}
+
+
+def _tickets() -> tuple[list[str], list[str]]:
+    with FIXTURE.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [f"{r['subject']}. {r['body']}" for r in rows], [r["tags"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list[str], list[str]]:
+    return _tickets()
+
+
+def _check_probs(clf, texts: list[str]) -> np.ndarray:
+    p = clf.predict_proba(texts)
+    assert p.shape == (len(texts), len(clf.labels))
+    assert np.all(p >= 0)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    return p
+
+
+def _check_roundtrip(clf, texts: list[str], tmp_path: Path) -> None:
+    p = clf.predict_proba(texts)
+    out = clf.save(tmp_path / "clf")
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["family"] == clf.family
+    assert meta["labels"] == clf.labels
+    assert meta["params"]["seed"] == clf.params["seed"]
+    loaded = load_classifier(out)
+    assert type(loaded) is type(clf)
+    assert loaded.labels == clf.labels
+    assert np.allclose(loaded.predict_proba(texts), p, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# the fixture other contributors reuse
+def test_fixture_shape():
+    with FIXTURE.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "created_at", "subject", "body", "tags"]
+    assert len(rows) == 48
+    assert len({r["id"] for r in rows}) == 48
+    counts = {t: sum(r["tags"] == t for r in rows) for t in {r["tags"] for r in rows}}
+    assert len(counts) == 4 and set(counts.values()) == {12}
+    assert {r["created_at"][:7] for r in rows} == {"2025-01", "2025-02"}
+
+
+# --------------------------------------------------------------------------------------------
+# TF-IDF: fast
+def test_tfidf_fits_and_predicts(data):
+    texts, labels = data
+    clf = build_classifier("tfidf_logreg").fit(texts, labels, progress=False)
+    assert clf.labels == sorted(set(labels))
+    p = _check_probs(clf, texts)
+    # column order == labels: the argmax names the training label on (easy) training data
+    assert np.mean(np.array(clf.labels)[p.argmax(1)] == np.array(labels)) >= 0.95
+    assert clf.predict(["my card was stolen, please block it"]) == ["lost_or_stolen_card"]
+    assert clf.predict_proba([]).shape == (0, len(clf.labels))
+    assert clf.embed(texts[:2]) is None
+
+
+def test_tfidf_save_load_identical(data, tmp_path):
+    texts, labels = data
+    clf = build_classifier("tfidf_logreg").fit(texts, labels, progress=False)
+    _check_roundtrip(clf, texts, tmp_path)
+    assert (tmp_path / "clf" / "model.skops").is_file()
+
+
+def test_tfidf_deterministic_and_saga(data):
+    texts, labels = data
+    a = build_classifier("tfidf_logreg", solver="saga", max_iter=500, seed=3).fit(texts, labels, progress=False)
+    b = build_classifier("tfidf_logreg", solver="saga", max_iter=500, seed=3).fit(texts, labels, progress=False)
+    np.testing.assert_array_equal(a.predict_proba(texts), b.predict_proba(texts))
+
+
+def test_tfidf_refuses_untrusted_type(data, tmp_path):
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+    from sklearn.preprocessing import FunctionTransformer
+
+    texts, labels = data
+    out = build_classifier("tfidf_logreg").fit(texts, labels, progress=False).save(tmp_path / "clf")
+    # a tampered file that would call an arbitrary function: must not load
+    sio.dump(FunctionTransformer(func=os.getcwd), out / "model.skops")
+    with pytest.raises(UntrustedTypesFoundException):
+        load_classifier(out)
+
+
+def test_unknown_hyperparameter_is_named():
+    with pytest.raises(TypeError, match="max_featurez"):
+        build_classifier("tfidf_logreg", max_featurez=10)
+
+
+def test_predict_before_fit_says_what_to_do():
+    with pytest.raises(RuntimeError, match="not trained"):
+        build_classifier("tfidf_logreg").predict_proba(["x"])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_conf_model_yaml_keys_are_constructor_kwargs(family):
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / f"{family}.yaml").read_text())
+    assert cfg.pop("family") == family
+    clf = build_classifier(family, **cfg)
+    assert clf.family == family
+    assert clf.params["seed"] == cfg.get("seed", 42)
+    for k, v in cfg.items():
+        if k not in ("encoder", "pretrained"):
+            assert clf.params[k] == v
+
+
+# training-data errors are raised before any model is loaded, so they are cheap for all families
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_empty_data_error(family):
+    with pytest.raises(TrainingDataError, match="no training data"):
+        build_classifier(family, **FAST[family]).fit([], [], progress=False)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_too_few_examples_error(family, data):
+    texts, labels = data
+    texts, labels = texts[:10] + ["a brand new problem"], labels[:10] + ["rare_intent"]
+    with pytest.raises(TrainingDataError, match=r"rare_intent \(1\)"):
+        build_classifier(family, **FAST[family]).fit(texts, labels, progress=False)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_single_label_error(family):
+    with pytest.raises(TrainingDataError, match="only one label"):
+        build_classifier(family, **FAST[family]).fit(["a", "b", "c"], ["x", "x", "x"], progress=False)
+
+
+def test_load_classifier_missing_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved ticket-triage classifier"):
+        load_classifier(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# encoder plumbing: fast (nothing is loaded)
+def test_default_encoder_is_packaged_minilm():
+    from ticket_triage.models.encoder import default_encoder_path, resolve_encoder
+
+    path = Path(default_encoder_path())
+    assert (path / "model.safetensors").is_file() and (path / "modules.json").is_file()
+    assert json.loads((path / "config.json").read_text())["hidden_size"] == 384
+    assert resolve_encoder("default") == str(path)
+
+
+def test_resolve_encoder_local_dir_and_missing_path(tmp_path):
+    from ticket_triage.models.encoder import EncoderNotAvailable, resolve_encoder
+
+    assert resolve_encoder(str(tmp_path)) == str(tmp_path.resolve())
+    with pytest.raises(EncoderNotAvailable, match="does not exist"):
+        resolve_encoder(str(tmp_path / "nope"))
+
+
+def test_resolve_hub_name_offline_uncached_asks_for_local_path(monkeypatch, tmp_path):
+    from ticket_triage.models.encoder import EncoderNotAvailable, resolve_encoder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(EncoderNotAvailable, match="local model directory"):
+        resolve_encoder("some-org/not-cached-encoder")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert resolve_encoder("distilbert-base-uncased") == "distilbert-base-uncased"
+
+
+def test_resolve_device(monkeypatch):
+    import torch
+
+    from ticket_triage.models.encoder import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cuda", fallback=True) == "cpu"
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        resolve_device("cuda")
+
+
+def test_torch_threads_respect_cpus(monkeypatch):
+    from ticket_triage.models.encoder import configure_torch_threads
+
+    monkeypatch.setenv("TRIAGE_TORCH_THREADS", "64")
+    assert configure_torch_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("TRIAGE_TORCH_THREADS", "1")
+    assert configure_torch_threads() == 1
+
+
+# --------------------------------------------------------------------------------------------
+# encoder-based families: slow (real MiniLM, a handful of steps)
+@pytest.fixture(scope="module")
+def embed_clf(data):
+    texts, labels = data
+    return build_classifier("embed_logreg").fit(texts, labels, progress=False)
+
+
+@pytest.mark.slow
+def test_embed_logreg_fits_and_roundtrips(embed_clf, data, tmp_path):
+    texts, labels = data
+    p = _check_probs(embed_clf, texts)
+    assert np.mean(np.array(embed_clf.labels)[p.argmax(1)] == np.array(labels)) >= 0.9
+    _check_roundtrip(embed_clf, texts, tmp_path)
+    saved = tmp_path / "clf"
+    # the packaged encoder is referenced, not copied
+    assert json.loads((saved / META_FILE).read_text())["params"]["encoder"] == "default"
+    assert not list(saved.rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_embed_logreg_embeddings_are_normalized(embed_clf, data):
+    texts, labels = data
+    e = embed_clf.embed(texts)
+    assert e.shape == (len(texts), 384)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    # cosine geometry is meaningful: same-intent tickets are closer than different-intent ones
+    y = np.array(labels)
+    sims = e @ e.T
+    same = (y[:, None] == y[None, :]) & ~np.eye(len(y), dtype=bool)
+    assert sims[same].mean() > sims[y[:, None] != y[None, :]].mean() + 0.1
+
+
+@pytest.mark.slow
+def test_embed_logreg_records_custom_local_encoder(data, tmp_path):
+    from ticket_triage.models.encoder import default_encoder_path
+
+    texts, labels = data
+    clf = build_classifier("embed_logreg", encoder=default_encoder_path(), C=1.0).fit(texts, labels, progress=False)
+    out = clf.save(tmp_path / "clf")
+    assert json.loads((out / META_FILE).read_text())["params"]["encoder"] == str(Path(default_encoder_path()).resolve())
+    assert np.allclose(load_classifier(out).predict_proba(texts[:4]), clf.predict_proba(texts[:4]), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_embed_logreg_refuses_untrusted_head(embed_clf, tmp_path):
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+    from sklearn.preprocessing import FunctionTransformer
+
+    out = embed_clf.save(tmp_path / "clf")
+    sio.dump(FunctionTransformer(func=os.getcwd), out / "head.skops")
+    with pytest.raises(UntrustedTypesFoundException):
+        load_classifier(out)
+
+
+@pytest.mark.slow
+def test_setfit_fits_roundtrips_and_is_deterministic(data, tmp_path):
+    texts, labels = data
+    clf = build_classifier("setfit", **FAST["setfit"]).fit(texts, labels, progress=False)
+    assert clf.labels == sorted(set(labels))
+    p = _check_probs(clf, texts)
+    assert np.mean(np.array(clf.labels)[p.argmax(1)] == np.array(labels)) >= 0.9
+    _check_roundtrip(clf, texts, tmp_path)
+    assert (tmp_path / "clf" / "body" / "model.safetensors").is_file()
+    assert (tmp_path / "clf" / "head.skops").is_file()
+    e = clf.embed(texts[:3])
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    again = build_classifier("setfit", **FAST["setfit"]).fit(texts, labels, progress=False)
+    assert np.allclose(again.predict_proba(texts[:8]), p[:8], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_transformer_fits_roundtrips_and_is_deterministic(data, tmp_path):
+    texts, labels = data
+    clf = build_classifier("transformer", **FAST["transformer"]).fit(texts, labels, progress=False)
+    assert clf.labels == sorted(set(labels))
+    p = _check_probs(clf, texts)
+    _check_roundtrip(clf, texts, tmp_path)
+    saved = tmp_path / "clf" / "model"
+    assert (saved / "model.safetensors").is_file() and (saved / "tokenizer.json").is_file()
+    assert json.loads((saved / "config.json").read_text())["id2label"]["0"] == clf.labels[0]
+    e = clf.embed(texts[:3])
+    assert e.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    again = build_classifier("transformer", **FAST["transformer"]).fit(texts, labels, progress=False)
+    assert np.allclose(again.predict_proba(texts[:8]), p[:8], atol=1e-6)
