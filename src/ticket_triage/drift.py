@@ -25,9 +25,10 @@ fire -- e.g. embedding drift together with a label shift; ``watch`` when exactly
 ``ok`` otherwise. A signal whose columns are missing is reported as skipped and never fires.
 
 Emerging terms are then used to propose candidate new categories: the recent tickets that
-are out-of-scope or low-confidence are clustered (TF-IDF + KMeans, k by silhouette) and the
-clusters in which most tickets carry an emerging term are returned with their terms and
-example tickets.
+are out-of-scope or low-confidence, plus those that use an emerging term (a new kind of
+ticket is often confidently forced into an old topic), are clustered (TF-IDF + KMeans, k by
+silhouette) and the clusters in which most tickets carry an emerging term are returned with
+their terms and example tickets.
 
 Frame columns (all optional except as each signal needs them): ``id``, ``text``,
 ``predicted`` (predicted topic; in the training frame ``label`` is used when ``predicted`` is
@@ -406,6 +407,16 @@ def _embeddings(frame: pd.DataFrame, given: np.ndarray | None) -> np.ndarray | N
     return None
 
 
+def _mentions(texts: Sequence[str], terms: Sequence[str]) -> np.ndarray:
+    """Which texts contain any of ``terms`` as a whole word (case-insensitive)."""
+    import re
+
+    if not terms:
+        return np.zeros(len(texts), dtype=bool)
+    pattern = re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(t) for t in terms) + r")(?![\w-])", re.IGNORECASE)
+    return np.fromiter((bool(pattern.search(t)) for t in texts), dtype=bool, count=len(texts))
+
+
 def _status(signals: list[Signal], cfg: DriftConfig) -> tuple[str, str]:
     fired = [s.name for s in signals if s.fired]
     if len(fired) >= cfg.retrain_min_signals:
@@ -469,13 +480,13 @@ def _drift_report(train_frame: pd.DataFrame, recent_frame: pd.DataFrame, cfg: Dr
                               bool(n_terms >= vc.min_terms),
                               {"terms": terms.head(20).to_dict(orient="records")}))
         if n_terms:
-            mask = np.zeros(len(recent), dtype=bool)
+            # candidates: tickets the model is unsure about plus every ticket using an emerging
+            # term (a new kind of ticket is often confidently forced into an old topic)
+            mask = _mentions(rt, terms["term"].tolist())
             if "out_of_scope" in recent.columns:
                 mask |= recent["out_of_scope"].fillna(False).astype(bool).to_numpy()
             if "confidence" in recent.columns:
                 mask |= recent["confidence"].fillna(0.0).to_numpy(float) < vc.low_confidence
-            if not ("out_of_scope" in recent.columns or "confidence" in recent.columns):
-                mask[:] = True
             ids = recent["id"].astype(str).tolist() if "id" in recent.columns else [str(i) for i in recent.index]
             pool = np.nonzero(mask)[0]
             clusters = new_term_clusters([rt[i] for i in pool], [ids[i] for i in pool],

@@ -41,8 +41,8 @@ def score_split(triage: Any, rows: Sequence[Mapping[str, Any]], prefix: str, *,
     y_pred = [d.topic for d in decisions]
     bands = [d.band for d in decisions]
     texts = [r["text"] for r in rows]
-    probs_cal = triage.topic_proba(texts)
     probs_raw = triage.topic_proba(texts, calibrated=False)
+    probs_cal = triage.calibrator.transform(probs_raw)
     topics = triage.topics
     in_model = np.array([y in topics for y in y_true])
     y_idx = np.array([topics.index(y) if y in topics else -1 for y in y_true])
@@ -86,31 +86,26 @@ def objective(metrics: Mapping[str, float], split: str = "val", target: float = 
     return (cov if ok else 0.0, metrics.get(f"{split}/macro_f1", 0.0), -metrics.get(f"{split}/latency_ms_per_ticket", 0.0))
 
 
-def write_plots(detail: Mapping[str, Any], topics: Sequence[str], out_dir: str | Path, prefix: str) -> list[Path]:
-    """Confusion matrix (PNG + CSV), reliability diagram and coverage-vs-precision curve."""
+def write_plots(detail: Mapping[str, Any], topics: Sequence[str], out_dir: str | Path, prefix: str,
+                target_precision: float | None = 0.99) -> list[Path]:
+    """Confusion matrix, reliability diagram and coverage-vs-precision curve: PNGs, each with
+    the CSV beside it (``<name>.csv``) that ``dvc plots`` reads."""
     from ticket_triage import plots
-    from ticket_triage.metrics import coverage_precision_curve, reliability_bins
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     labels = sorted(set(topics) | set(detail["y_true"]))
     y_pred = [p if p is not None else "(none)" for p in detail["y_pred"]]
-    written.append(plots.plot_confusion_matrix(detail["y_true"], y_pred, labels, out / f"{prefix}_confusion.png"))
-    import csv
-
-    with (out / f"{prefix}_confusion.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["actual", "predicted"])
-        w.writerows(zip(detail["y_true"], y_pred))
-    written.append(out / f"{prefix}_confusion.csv")
-    written.append(plots.plot_reliability(detail["conf"], detail["correct"], out / f"{prefix}_reliability.png"))
-    reliability_bins(detail["conf"], detail["correct"]).to_csv(out / f"{prefix}_calibration.csv", index=False)
-    written.append(out / f"{prefix}_calibration.csv")
-    written.append(plots.plot_coverage_precision(detail["conf"], detail["correct"], out / f"{prefix}_coverage_precision.png"))
-    coverage_precision_curve(detail["conf"], detail["correct"]).to_csv(out / f"{prefix}_coverage_precision.csv", index=False)
-    written.append(out / f"{prefix}_coverage_precision.csv")
-    return written
+    if "(none)" in y_pred:
+        labels.append("(none)")
+    return [
+        plots.plot_confusion_matrix(detail["y_true"], y_pred, labels, out / f"{prefix}_confusion.png",
+                                    title=f"Confusion matrix ({prefix})"),
+        plots.plot_reliability(detail["conf"], detail["correct"], out / f"{prefix}_reliability.png",
+                               title=f"Reliability ({prefix})"),
+        plots.plot_coverage_precision(detail["conf"], detail["correct"], out / f"{prefix}_coverage_precision.png",
+                                      target_precision=target_precision, title=f"Coverage vs precision ({prefix})"),
+    ]
 
 
 # -- evaluate stage ----------------------------------------------------------------------------

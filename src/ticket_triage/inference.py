@@ -301,8 +301,13 @@ class Triage:
 # -- training-time twin ----------------------------------------------------------------------
 def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_rows: Sequence[Mapping[str, Any]],
                  params: Mapping[str, Any], out_dir: str | Path, *, label_level: str = "topic",
-                 model_version: str = "dev", max_neighbours: int = 5000) -> Path:
-    """Fit the decision policy on validation and write a loadable bundle to ``out_dir``."""
+                 model_version: str = "dev", max_neighbours: int = 5000,
+                 oos_texts: Sequence[str] | None = None) -> Path:
+    """Fit the decision policy on validation and write a loadable bundle to ``out_dir``.
+
+    ``oos_texts``: validation tickets known to fit no topic (e.g. CLINC150's ``oos_val``); when
+    given, the out-of-scope cut-off is the best separating one among those that flag at most
+    ``thresholds.ood_max_in_scope_flagged`` of the in-scope validation tickets."""
     from collections import Counter
 
     from ticket_triage.calibration import fit_calibrator
@@ -352,7 +357,11 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
                    [train_rows[i]["topic"] for i in sample]).save(out)
         scorer = OODScorer(k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1).fit(train_emb)
         val_emb = classifier.embed(val_texts)
-        scorer.tune(scorer.score(val_emb[keep], cal[keep]),
+        oos_scores = None
+        if oos_texts:
+            oos_raw = _raw_topic_proba(classifier, stub, oos_texts)
+            oos_scores = scorer.score(classifier.embed(list(oos_texts)), calibrator.transform(oos_raw))
+        scorer.tune(scorer.score(val_emb[keep], cal[keep]), oos_scores,
                     max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
         ood_dict = scorer.to_dict()
     min_lang = max(5, int(0.01 * len(train_rows)))

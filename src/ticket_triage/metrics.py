@@ -353,22 +353,27 @@ def compare_runs(current: dict[str, Any], previous: dict[str, Any], *, metric: s
     """Compare two runs' predictions and flag a significant drop.
 
     Each run is ``{"y_true": [...], "y_pred": [...], "ids": [...]}`` (ids optional). When both
-    have ids and share the same ticket set, rows are aligned and the bootstrap is paired;
-    otherwise it is unpaired. A drop is flagged when the interval on ``current - previous``
-    lies entirely below 0 and the point drop exceeds ``tolerance``; ``culprits`` then lists the
-    ``top_k`` labels with the largest per-label F1 drop.
+    have ids and share the same ticket set, rows are aligned and the bootstrap is paired; with
+    ids that differ it is unpaired; without ids it is paired when both runs have the same
+    ``y_true`` sequence (see ``bootstrap_delta``). A drop is flagged when the interval on
+    ``current - previous`` lies entirely below 0 and the point drop exceeds ``tolerance``;
+    ``culprits`` then lists the ``top_k`` labels with the largest per-label F1 drop.
     """
     if metric not in METRIC_FNS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRIC_FNS)}")
     ct, cp, cid = _run_arrays(current, "current")
     pt, pp, pid = _run_arrays(previous, "previous")
-    paired = False
+    paired: bool | None = None  # without ids: paired when both runs hold the same truth sequence
     if cid is not None and pid is not None and len(cid) == len(pid) and set(cid) == set(pid):
         pos = {v: i for i, v in enumerate(pid)}
         if len(pos) == len(pid):
             order = np.array([pos[v] for v in cid])
             pt, pp = pt[order], pp[order]
             paired = True
+        else:
+            paired = False
+    elif cid is not None or pid is not None:
+        paired = False
     # integer codes once, so resampling is cheap
     all_labels = list(labels) if labels is not None else sorted(
         {v for v in np.concatenate([ct, cp, pt, pp]) if v is not None}, key=str)

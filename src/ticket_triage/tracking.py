@@ -16,14 +16,16 @@ from typing import Any, Iterator, Mapping
 MODEL_NAME = "ticket-triage"
 
 
-def setup(cfg: Mapping[str, Any] | None = None) -> str:
+def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None) -> str:
+    """Point MLflow at the store (env first) and select ``experiment`` (default: the
+    configured one, ``ticket-triage``). Returns the tracking URI."""
     import mlflow
 
     cfg = dict(cfg or {})
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.get("uri") or "sqlite:///mlruns.db"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
-    name = cfg.get("experiment", "ticket-triage")
+    name = experiment or cfg.get("experiment", "ticket-triage")
     if mlflow.get_experiment_by_name(name) is None:
         loc = cfg.get("artifact_location")
         mlflow.create_experiment(name, artifact_location=Path(loc).resolve().as_uri() if loc else None)
@@ -94,10 +96,14 @@ def log_bundle_model(bundle_dir: str | Path, input_example: list[dict[str, str]]
     example = pd.DataFrame(input_example)
     out = pd.DataFrame([{"topic": "t", "confidence": 0.5, "band": "draft", "urgency": "P3", "reason": "r",
                          "source": "model"}])
-    info = mlflow.pyfunc.log_model(
-        name=name, python_model=str(Path(__file__).with_name("mlflow_model.py")),
-        artifacts={"bundle": str(bundle_dir)}, signature=infer_signature(example, out),
-        input_example=example, pip_requirements=["ticket-triage"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={"bundle": str(bundle_dir)}, signature=infer_signature(example, out),
+            input_example=example, pip_requirements=["ticket-triage"])
     return info.model_uri
 
 

@@ -172,5 +172,9 @@ def test_compare_runs_no_drop_and_tolerance():
     y, prev, cur, ids = _runs()
     lenient = M.compare_runs({"y_true": y, "y_pred": cur}, {"y_true": y, "y_pred": prev}, tolerance=0.5, n=200)
     assert not lenient.drop and "within tolerance" in lenient.reason
+    assert lenient.paired  # no ids, same truth sequence
+    other = M.compare_runs({"y_true": y[:600], "y_pred": cur[:600], "ids": ids[:600]},
+                           {"y_true": y[600:], "y_pred": prev[600:], "ids": ids[600:]}, n=200)
+    assert not other.paired  # different tickets
     with pytest.raises(ValueError, match="y_pred"):
         M.compare_runs({"y_true": y}, {"y_true": y, "y_pred": prev})

@@ -1,0 +1,167 @@
+"""Decision-policy benchmark: how much is auto-routed, how precisely, and what goes to review.
+
+    .venv/bin/python benchmarks/bench_policy.py [--family embed_logreg] [--label-level tag]
+                                                [--datasets banking77,clinc150] [--thresholds default]
+
+BANKING77 (topics): train.csv as published, 10% of it held out (stratified) as validation
+for calibration and threshold tuning, measured on test.csv (3,080 tickets) at the 10-topic
+level: share auto-routed, precision of the auto-routed, draft and review shares, ECE.
+
+CLINC150: trained on the in-scope train split (150 intents), thresholds and the out-of-scope
+cut-off tuned on val + oos_val, measured on test + oos_test: share of in-scope auto-routed,
+precision of everything auto-routed (an oos ticket auto-routed counts as wrong), share of oos
+sent to review.
+
+Everything goes through the library's build_bundle / Triage.decide (the production path).
+Writes benchmarks/results/policy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def _stratified_holdout(rows, frac, seed):
+    by = defaultdict(list)
+    for r in rows:
+        by[r["label_fine"]].append(r)
+    rng = random.Random(seed)
+    tr, va = [], []
+    for lab in sorted(by):
+        items = by[lab][:]
+        rng.shuffle(items)
+        k = max(1, round(len(items) * frac))
+        va += items[:k]
+        tr += items[k:]
+    return tr, va
+
+
+def _score(triage, rows):
+    from ticket_triage.metrics import auto_route_metrics, expected_calibration_error
+
+    ds = triage.decide([{"id": r["id"], "text": r["text"], "subject": "", "body": ""} for r in rows])
+    y = [r["topic"] for r in rows]
+    m = auto_route_metrics([d.band for d in ds], y, [d.topic for d in ds])
+    probs = triage.topic_proba([r["text"] for r in rows])
+    ins = [i for i, t in enumerate(y) if t in triage.topics]
+    if ins:
+        idx = [triage.topics.index(y[i]) for i in ins]
+        m["ece"] = expected_calibration_error(probs[ins].max(axis=1), probs[ins].argmax(axis=1) == idx)
+    m["accuracy_in_scope"] = sum(ds[i].topic == y[i] for i in ins) / max(1, len(ins))
+    bands_in = [ds[i].band for i in ins]
+    m["in_scope_auto_share"] = bands_in.count("auto_route") / max(1, len(ins))
+    m["reasons"] = {}
+    for d in ds:
+        m["reasons"][d.reason.split(":")[0]] = m["reasons"].get(d.reason.split(":")[0], 0) + 1
+    return m
+
+
+def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=None):
+    from ticket_triage.inference import build_bundle
+    from ticket_triage.models import build_classifier
+
+    hp = {k: v for k, v in params["model"].items() if k != "family"}
+    clf = build_classifier(family, **hp)
+    labels = [r["label_fine"] if level == "tag" else r["topic"] for r in train_rows]
+    t0 = time.perf_counter()
+    clf.fit([r["text"] for r in train_rows], labels, progress=False)
+    fit_s = time.perf_counter() - t0
+    return build_bundle(clf, train_rows, val_rows, params, out, label_level=level,
+                        model_version=f"bench-{family}-{level}", oos_texts=oos_texts), fit_s
+
+
+def bench_banking77(params, family, level, seed):
+    from ticket_triage.data import clean_tickets
+    from ticket_triage.ingest import read_tickets
+    from ticket_triage.inference import Triage
+    from ticket_triage.taxonomy import parse_taxonomy
+
+    tax = parse_taxonomy(params["taxonomy"])
+    mapping = {"body": "text", "tags": "category"}
+    tr_t, _, _ = read_tickets(SHARED / "banking77" / "train.csv", "csv", mapping)
+    te_t, _, _ = read_tickets(SHARED / "banking77" / "test.csv", "csv", mapping)
+    train_all, *_ = clean_tickets(tr_t, tax, {"dedupe": False})
+    test, *_ = clean_tickets(te_t, tax, {"dedupe": False})
+    train, val = _stratified_holdout(train_all, 0.1, seed)
+    with tempfile.TemporaryDirectory() as d:
+        bundle, fit_s = _train_bundle(params, family, level, train, val, Path(d) / "b")
+        tri = Triage.load(bundle)
+        m = _score(tri, test)
+        m["train_seconds"] = fit_s
+        m["thresholds"] = tri.thresholds.to_dict()["auto_route"]
+    return m
+
+
+def bench_clinc150(params, family, seed):
+    from ticket_triage.inference import Triage
+
+    data = json.loads((SHARED / "clinc150" / "data_full.json").read_text())
+    intents = sorted({lab for _, lab in data["train"]})
+    # a generated taxonomy: one topic per intent (the policy needs one; CLINC has no coarser level)
+    params = copy.deepcopy(params)
+    params["taxonomy"] = {
+        "name": "clinc150", "version": 1,
+        "topics": [{"id": i, "description": f"intent {i}", "examples": ["a", "b", "c"], "maps_from": []}
+                   for i in intents],
+        "urgency": [{"id": p, "description": p} for p in ("P0", "P1", "P2", "P3")],
+    }
+    params["rules"] = {"rules": []}
+
+    def rows(split):
+        return [{"id": f"{split}-{i}", "text": t, "topic": lab, "label_fine": lab, "language": "en"}
+                for i, (t, lab) in enumerate(data[split])]
+
+    train, val, test = rows("train"), rows("val"), rows("test")
+    oos_val = [t for t, _ in data["oos_val"]]
+    oos_test = [{"id": f"oos-{i}", "text": t, "topic": "oos", "language": "en"} for i, (t, _) in enumerate(data["oos_test"])]
+    with tempfile.TemporaryDirectory() as d:
+        bundle, fit_s = _train_bundle(params, family, "topic", train, val, Path(d) / "b", oos_texts=oos_val)
+        tri = Triage.load(bundle)
+        m = _score(tri, test + oos_test)
+        m["train_seconds"] = fit_s
+        m["ood_cutoff"] = tri.ood.cutoff if tri.ood is not None else None
+    return m
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", default="embed_logreg")
+    ap.add_argument("--label-level", default="tag", choices=["topic", "tag"])
+    ap.add_argument("--datasets", default="banking77,clinc150")
+    ap.add_argument("--thresholds", default="default", help="conf/thresholds/<name>.yaml")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy.json"))
+    args = ap.parse_args()
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from ticket_triage.config import compose
+
+    params = compose([f"model={args.family}", f"thresholds={args.thresholds}"], root=ROOT)
+    result = {"family": args.family, "label_level": args.label_level, "thresholds": args.thresholds,
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
+    if "banking77" in args.datasets:
+        result["banking77_topics"] = bench_banking77(params, args.family, args.label_level, args.seed)
+        print("banking77", json.dumps(result["banking77_topics"], default=str)[:600], flush=True)
+    if "clinc150" in args.datasets:
+        result["clinc150"] = bench_clinc150(params, args.family, args.seed)
+        print("clinc150", json.dumps(result["clinc150"], default=str)[:600], flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
