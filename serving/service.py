@@ -5,6 +5,8 @@
 Endpoints: POST /classify (one ticket), POST /classify_batch (up to 1,000 tickets),
 GET /info/ready (model version, LLM fallback on/off), BentoML's /livez /healthz /readyz and
 /metrics (with the ``triage_*`` metrics of ``ticket_triage.service_metrics``), OpenAPI docs at /.
+Mounted (``ticket_triage.deploy``, built on first request): the review page at /review/ and
+the helpdesk webhooks at /webhooks/<provider>; review-band decisions feed the review queue.
 
 Bundle: env ``TRIAGE_BUNDLE``, else the Bento's ``ticket-triage:latest`` model, else the MLflow
 alias ``champion`` (see ``ticket_triage.service_metrics.resolve_bundle``). LLM fallback:
@@ -22,6 +24,8 @@ import bentoml
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ticket_triage.deploy import (enqueue_for_review, lazy_asgi, review_app, service_classify,
+                                  webhooks_app)
 from ticket_triage.service_metrics import (
     MAX_BATCH,
     MAX_BODY_CHARS,
@@ -150,6 +154,7 @@ class TicketTriage:
         finally:
             self.metrics.record_llm(self.llm)
         self.metrics.record_decisions(decisions, endpoint, time.perf_counter() - t0)
+        enqueue_for_review(tickets, decisions)  # review band + audit sample; never raises
         return [DecisionOut.model_validate(d) for d in decisions]
 
     @bentoml.api(route="/classify")
@@ -179,5 +184,7 @@ class TicketTriage:
 
 TicketTriage.add_asgi_middleware(RequestSizeLimit)
 
-# REVIEW MOUNT POINT (review-queue issue): mount the review page at /review, e.g.
-# TicketTriage.mount_asgi_app(build_review_app_from_env(), path="/review")
+# Built on first request (no database or params touched at import); see ticket_triage.deploy.
+TicketTriage.mount_asgi_app(lazy_asgi(review_app, name="review page"), path="/review")
+TicketTriage.mount_asgi_app(lazy_asgi(lambda: webhooks_app(service_classify), name="helpdesk webhooks"),
+                            path="/webhooks")

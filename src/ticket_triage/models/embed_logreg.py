@@ -60,13 +60,13 @@ class EmbedLogReg(Classifier):
         from ticket_triage.models.encoder import encode
 
         return encode(texts, self._encoder(), batch_size=self.params["batch_size"], normalize=True,
-                      progress=progress)
+                      progress=progress, cache=True)
 
     def _features(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         from ticket_triage.models.encoder import encode
 
         return encode(texts, self._encoder(), batch_size=self.params["batch_size"],
-                      normalize=bool(self.params["normalize"]), progress=progress)
+                      normalize=bool(self.params["normalize"]), progress=progress, cache=True)
 
     # -- training / prediction -------------------------------------------------------------
     def fit_embeddings(self, emb: np.ndarray, labels: Sequence[str]) -> "EmbedLogReg":

@@ -130,17 +130,79 @@ def load_sentence_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu") -> A
     return SentenceTransformer(path, device=resolve_device(device, fallback=True))
 
 
+class _EmbeddingCache:
+    """A bounded LRU of embeddings of a *frozen* encoder, keyed by (encoder, normalize, text).
+
+    Training encodes the same texts several times (fit, neighbour index, validation scoring,
+    a second candidate on the same encoder) and the service sees repeated tickets; the cache
+    makes each text cost one forward pass. Size: ``TRIAGE_EMBED_CACHE`` entries (default
+    50,000, about 75 MB for MiniLM; 0 disables it)."""
+
+    def __init__(self) -> None:
+        import collections
+        import threading
+
+        self._d: "collections.OrderedDict[tuple[int, bool, str], np.ndarray]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def capacity(self) -> int:
+        return int(os.environ.get("TRIAGE_EMBED_CACHE", "50000"))
+
+    def get_many(self, model: Any, normalize: bool, texts: Sequence[str]) -> list[np.ndarray | None]:
+        with self._lock:
+            out = []
+            for t in texts:
+                v = self._d.get((id(model), normalize, t))
+                if v is not None:
+                    self._d.move_to_end((id(model), normalize, t))
+                out.append(v)
+            return out
+
+    def put_many(self, model: Any, normalize: bool, texts: Sequence[str], emb: np.ndarray) -> None:
+        cap = self.capacity
+        if cap <= 0:
+            return
+        with self._lock:
+            for t, v in zip(texts, emb):
+                self._d[(id(model), normalize, t)] = v
+            while len(self._d) > cap:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+EMBEDDING_CACHE = _EmbeddingCache()
+
+
 def encode(texts: Sequence[str], encoder: Any = DEFAULT_ENCODER, *, batch_size: int = 64,
-           normalize: bool = True, progress: bool = True, device: str = "cpu") -> np.ndarray:
+           normalize: bool = True, progress: bool = True, device: str = "cpu",
+           cache: bool = False) -> np.ndarray:
     """Embeddings of ``texts`` as float32, shape (n, dim); L2-normalized when ``normalize``.
 
     ``encoder`` is a loaded SentenceTransformer or a name for ``load_sentence_encoder``.
-    A tqdm bar is shown for long inputs when ``progress`` and stderr is a terminal."""
+    A tqdm bar is shown for long inputs when ``progress`` and stderr is a terminal.
+    ``cache=True`` (only for encoders that are not being trained) reuses embeddings of texts
+    seen before in this process."""
     model = load_sentence_encoder(encoder, device) if isinstance(encoder, str) else encoder
     texts = list(texts)
+    dim = (model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+           else model.get_sentence_embedding_dimension())
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
-    show = progress_enabled(progress) and len(texts) >= PROGRESS_MIN_TEXTS
-    emb = model.encode(texts, batch_size=int(batch_size), normalize_embeddings=bool(normalize),
-                       show_progress_bar=show, convert_to_numpy=True)
-    return np.asarray(emb, dtype=np.float32)
+        return np.zeros((0, dim), dtype=np.float32)
+    cached = EMBEDDING_CACHE.get_many(model, bool(normalize), texts) if cache else [None] * len(texts)
+    todo = sorted({t for t, v in zip(texts, cached) if v is None})
+    fresh: dict[str, np.ndarray] = {}
+    if todo:
+        show = progress_enabled(progress) and len(todo) >= PROGRESS_MIN_TEXTS
+        emb = np.asarray(model.encode(todo, batch_size=int(batch_size), normalize_embeddings=bool(normalize),
+                                      show_progress_bar=show, convert_to_numpy=True), dtype=np.float32)
+        fresh = dict(zip(todo, emb))
+        if cache:
+            EMBEDDING_CACHE.put_many(model, bool(normalize), todo, emb)
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    for i, (t, v) in enumerate(zip(texts, cached)):
+        out[i] = v if v is not None else fresh[t]
+    return out

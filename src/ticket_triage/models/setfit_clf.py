@@ -101,6 +101,8 @@ class SetFitClassifier(Classifier):
             data = Dataset.from_dict({"text": [str(t) for t in texts], "label": [str(y) for y in labels]})
             trainer = Trainer(model=model, args=args, train_dataset=data)
             trainer.st_trainer.args.disable_tqdm = not show
+            if str(p["device"]) == "cpu":
+                trainer.st_trainer.args.dataloader_pin_memory = False
             trainer.train()
         self.body, self.head = model.model_body, model.model_head
         self.body.eval()
