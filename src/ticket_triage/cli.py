@@ -134,6 +134,8 @@ def _review_cfg(args: argparse.Namespace) -> dict[str, Any]:
     from ticket_triage.config import load_params
 
     cfg = dict(load_params().get("review") or {})
+    if os.environ.get(cfg.get("db_url_env", "TRIAGE_REVIEW_DB_URL")):
+        cfg["db_url"] = os.environ[cfg.get("db_url_env", "TRIAGE_REVIEW_DB_URL")]
     if getattr(args, "db", None):
         cfg["db_url"] = args.db
     return cfg

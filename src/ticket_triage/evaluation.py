@@ -192,11 +192,12 @@ def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None
     ok, why = decide_promotion({metric: to_num(chal_tags).get(tag, float("nan"))},
                                {metric: to_num(champ_tags).get(tag, float("nan"))} if champ is not None else None,
                                metric, float(cfg.get("tolerance", 0.01)))
-    if ok and (champ is None or champ.version != chal.version):
-        tracking.set_alias(chal.version, "champion")
-    result = {"promoted": ok, "reason": why, "challenger_version": chal.version,
-              "champion_version": chal.version if ok else (champ.version if champ else None),
-              "previous_champion": champ.version if champ is not None else None}
+    chal_v = str(chal.version)
+    champ_v = str(champ.version) if champ is not None else None
+    if ok and champ_v != chal_v:
+        tracking.set_alias(chal_v, "champion")
+    result = {"promoted": ok, "reason": why, "challenger_version": chal_v,
+              "champion_version": chal_v if ok else champ_v, "previous_champion": champ_v}
     out = Path(out_path or Path(params["paths"]["promote"]) / "decision.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

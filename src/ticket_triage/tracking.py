@@ -72,8 +72,8 @@ def run(name: str, *, nested: bool = False, tags: Mapping[str, Any] | None = Non
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     import mlflow
 
-    clean = {k: float(v) for k, v in metrics.items()
-             if isinstance(v, (int, float)) and v == v}
+    # NaN is kept (e.g. the precision of an empty auto-route band): MLflow shows it as NaN
+    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     mlflow.log_metrics(clean, step=step)
 
 
