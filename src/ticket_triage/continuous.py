@@ -130,6 +130,14 @@ class EmbeddingCache:
             return np.zeros((0, dim), dtype=np.float32)
         return np.vstack([self._cache[t] for t in texts])
 
+    def seed(self, texts: Sequence[str], embeddings: np.ndarray) -> None:
+        """Add known embeddings (e.g. the bundle's stored training-ticket embeddings)."""
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if len(emb) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(emb)} embeddings")
+        for t, v in zip(texts, emb):
+            self._cache.setdefault(t, v)
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if self._via_embeddings and texts:
@@ -212,6 +220,20 @@ def _sample(rows: list[dict[str, Any]], n: int | None, seed: int, newest: bool =
         return sorted(rows, key=lambda r: str(r["created_at"]))[-n:]
     pick = np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))
     return [rows[i] for i in pick]
+
+
+def reference_rows(triage: Any, cc: ContinuousConfig, split_dir: Path, seed: int) -> tuple[list[dict[str, Any]], str]:
+    """Reference tickets for drift and where they came from: ``eval.continuous.reference_path``
+    when set; else the training tickets stored in the bundle with their embeddings
+    (``neighbours``: a sample of the train split the model was fitted on, no encoding needed);
+    else the train split file (families without embeddings). At most ``reference_max_rows``."""
+    nb = getattr(triage, "neighbours", None)
+    if cc.reference_path is None and nb is not None and len(nb.texts) and isinstance(triage.classifier, EmbeddingCache):
+        triage.classifier.seed(nb.texts, nb.emb)
+        rows = [{"id": f"train-sample-{i}", "text": t} for i, t in enumerate(nb.texts)]
+        return _sample(rows, cc.reference_max_rows, seed), "training tickets stored in the bundle (neighbours)"
+    path = Path(cc.reference_path or split_dir / "train.jsonl")
+    return _sample(read_tickets_file(path), cc.reference_max_rows, seed), str(path)
 
 
 # -- scoring unlabelled traffic ---------------------------------------------------------------
@@ -359,11 +381,13 @@ def _per_label_deltas(prev: dict[str, np.ndarray], cur: dict[str, np.ndarray], l
 
 
 # -- history ----------------------------------------------------------------------------------
-def load_history(history_dir: str | Path) -> list[dict[str, Any]]:
-    """Past runs, oldest first (``<UTC timestamp>.json`` sorts chronologically)."""
+def load_history(history_dir: str | Path, last: int | None = None) -> list[dict[str, Any]]:
+    """Past runs, oldest first (``<UTC timestamp>.json`` sorts chronologically); only the
+    ``last`` most recent when given."""
     d = Path(history_dir)
     out = []
-    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+    files = sorted(d.glob("*.json")) if d.is_dir() else []
+    for p in files[-last:] if last else files:
         try:
             rec = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -479,8 +503,7 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
     split_dir = Path(paths.get("split", "artifacts/split"))
     rp = Path(recent_path or cc.recent_path or split_dir / "test.jsonl")
     recent_rows = _sample(read_tickets_file(rp), cc.recent_max_rows, seed, newest=True)
-    ref_path = Path(cc.reference_path or split_dir / "train.jsonl")
-    ref_rows = _sample(read_tickets_file(ref_path), cc.reference_max_rows, seed)
+    ref_rows, ref_source = reference_rows(triage, cc, split_dir, seed)
     if not recent_rows:
         raise ValueError(f"{rp} holds no tickets: point eval.continuous.recent_path at recent traffic")
     recent_frame, recent_decisions = decide_frame(triage, recent_rows)
@@ -494,7 +517,7 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
     t = lap("drift", t)
 
     # 3. comparison with the previous run -------------------------------------------------
-    history = load_history(hist_dir)
+    history = load_history(hist_dir, last=max(cc.history_runs, 1))
     previous = history[-1] if history else None
     current_held = _per_ticket(held)
     comparison = recent_comparison = None
@@ -585,7 +608,7 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
         "bundle": str(bundle), "bundle_source": bundle_source, "model_version": triage.model_version,
         "family": triage.policy.family,
         "data": {"heldout": len(held_rows), "recent_labelled": len(fb_rows), "recent": len(recent_rows),
-                 "recent_path": str(rp), "reference": len(ref_rows), "reference_path": str(ref_path),
+                 "recent_path": str(rp), "reference": len(ref_rows), "reference_source": ref_source,
                  "overridden": sum(r["overridden"] for r in fb_rows), "audited": audit_counts[1],
                  "audited_correct": audit_counts[0]},
         "metrics": {k: (v if math.isfinite(v) else None) for k, v in metrics.items()},
@@ -769,7 +792,8 @@ def render_summary(result: Mapping[str, Any], *, target: float = 0.99) -> str:
 
     dr = result["drift"]
     lines += ["", "## Drift: recent traffic vs training tickets", "",
-              f"Drift status **{dr['status']}**: {_md(dr['reason'])}.", "",
+              f"Drift status **{dr['status']}**: {_md(dr['reason'])}. Reference: {d['reference']} "
+              f"{_md(d['reference_source'])}.", "",
               "| signal | value | threshold | fired |", "|---|---:|---:|---|"]
     for s in dr["signals"]:
         skipped = (s.get("detail") or {}).get("skipped")

@@ -121,7 +121,7 @@ class Triage:
 
     def __init__(self, classifier: Any, policy: Policy, taxonomy: Taxonomy, rules: Any,
                  neighbours: Neighbours | None = None, llm: Any = None, urgency_model: Any = None,
-                 clean_cfg: Mapping[str, Any] | None = None):
+                 secondary_tagger: Any = None, clean_cfg: Mapping[str, Any] | None = None):
         from ticket_triage.calibration import Calibrator
         from ticket_triage.ood import OODScorer
         from ticket_triage.thresholds import Thresholds
@@ -133,6 +133,7 @@ class Triage:
         self.neighbours = neighbours
         self.llm = llm
         self.urgency_model = urgency_model
+        self.secondary_tagger = secondary_tagger
         self.clean_cfg = dict(clean_cfg or {})
         self.calibrator = Calibrator.from_dict(policy.calibrator)
         self.thresholds = Thresholds.from_dict(policy.thresholds)
@@ -158,7 +159,17 @@ class Triage:
         rules = RuleSet.from_config(rules_cfg or {"rules": []}, taxonomy=taxonomy)
         clf = load_classifier(bundle / "classifier")
         clean_cfg = json.loads((bundle / "clean.json").read_text()) if (bundle / "clean.json").is_file() else None
-        return cls(clf, policy, taxonomy, rules, Neighbours.load(bundle), llm=llm, clean_cfg=clean_cfg)
+        urgency_model = secondary = None
+        if (bundle / "urgency").is_dir():
+            from ticket_triage.urgency import UrgencyModel
+
+            urgency_model = UrgencyModel.load(bundle / "urgency")
+        if (bundle / "secondary").is_dir():
+            from ticket_triage.secondary import SecondaryTagger
+
+            secondary = SecondaryTagger.load(bundle / "secondary")
+        return cls(clf, policy, taxonomy, rules, Neighbours.load(bundle), llm=llm, urgency_model=urgency_model,
+                   secondary_tagger=secondary, clean_cfg=clean_cfg)
 
     @property
     def model_version(self) -> str:
@@ -218,6 +229,14 @@ class Triage:
         if self.ood is not None and nonempty:
             ood_scores[nonempty] = self.ood.score(emb[nonempty] if emb is not None else None, probs[nonempty])
         neigh = self.neighbours.query(emb, k=3) if (self.neighbours is not None and emb is not None) else None
+        model_urgencies: list[str | None] = [None] * len(tks)
+        model_tags: list[list[str]] = [[] for _ in tks]
+        if nonempty and self.urgency_model is not None:
+            for i, u in zip(nonempty, self.urgency_model.predict([texts[i] for i in nonempty])):
+                model_urgencies[i] = u
+        if nonempty and self.secondary_tagger is not None:
+            for i, tags in zip(nonempty, self.secondary_tagger.predict([texts[i] for i in nonempty])):
+                model_tags[i] = tags
 
         decisions: list[Decision] = []
         for i, t in enumerate(tks):
@@ -265,14 +284,13 @@ class Triage:
                 band, topic, source, reason, llm_info = self._consult_llm(
                     text, band, topic, source, reason, neigh[i] if neigh is not None else [])
 
-            model_urgency = None
-            urgency = resolve_urgency(outcome.urgency, model_urgency, self.taxonomy.urgency_for(topic))
+            urgency = resolve_urgency(outcome.urgency, model_urgencies[i] or t.urgency, self.taxonomy.urgency_for(topic))
             if outcome.hits:
                 explanation["rules"] = [f"{h.rule_id}: '{h.text}'" for h in outcome.hits]
             decisions.append(Decision(
                 topic=topic, confidence=round(conf, 4), band=band, urgency=urgency, reason=reason,
                 source=source, ticket_id=t.id or None, alternatives=alternatives,
-                secondary_tags=list(outcome.secondary_tags),
+                secondary_tags=list(dict.fromkeys([*outcome.secondary_tags, *model_tags[i]])),
                 rule_hits=[{"rule": h.rule_id, "kind": h.kind, "match": h.text} for h in outcome.hits],
                 out_of_scope_score=round(float(ood_scores[i]), 4), language=lang, explanation=explanation,
                 model_version=self.model_version, taxonomy_version=self.policy.taxonomy_version, llm=llm_info))
@@ -364,6 +382,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         scorer.tune(scorer.score(val_emb[keep], cal[keep]), oos_scores,
                     max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
         ood_dict = scorer.to_dict()
+    _fit_side_models(train_rows, params, out)
     min_lang = max(5, int(0.01 * len(train_rows)))
     languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
                        if c >= min_lang and lang != "und")
@@ -376,6 +395,29 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         cleaning_version=CLEANING_VERSION)
     (out / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2))
     return out
+
+
+def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[str, Any], out: Path) -> None:
+    """Urgency classifier where the history carries urgency; secondary-tag tagger where tickets
+    carry several tags. Both are optional parts of the bundle."""
+    cfg = dict((params.get("train") or {}))
+    texts = [r["text"] for r in train_rows]
+    urg = [r.get("urgency") for r in train_rows]
+    have = [i for i, u in enumerate(urg) if u in ("P0", "P1", "P2", "P3")]
+    if len(have) >= 0.5 * len(train_rows) and len({urg[i] for i in have}) >= 2:
+        from ticket_triage.urgency import UrgencyModel
+
+        UrgencyModel(min_confidence=float(cfg.get("urgency_min_confidence", 0.5)),
+                     seed=int(params.get("seed", 42))).fit([texts[i] for i in have], [urg[i] for i in have]).save(out / "urgency")
+    from ticket_triage.secondary import SecondaryTagger, is_multilabel
+
+    tags = [list(r.get("tags") or []) for r in train_rows]
+    if is_multilabel(tags):
+        try:
+            SecondaryTagger(min_count=int(cfg.get("secondary_min_count", 20)),
+                            seed=int(params.get("seed", 42))).fit(texts, tags).save(out / "secondary")
+        except ValueError:
+            pass  # no tag frequent enough: no secondary tagger
 
 
 def _raw_topic_proba(classifier: Any, policy: Policy, texts: Sequence[str]) -> np.ndarray:

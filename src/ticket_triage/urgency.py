@@ -126,7 +126,7 @@ class UrgencyModel:
         meta = json.loads(meta_file.read_text())
         m = cls(meta["label_map"], meta["min_confidence"], meta["C"], meta["max_features"], meta["seed"])
         untrusted = sio.get_untrusted_types(file=path / "urgency.skops")
-        allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy.", "scipy.", "builtins."))]
+        allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy.", "scipy."))]
         unknown = sorted(set(untrusted) - set(allowed))
         if unknown:
             raise ValueError(f"urgency.skops contains types that are not trusted: {unknown}")

@@ -4,7 +4,6 @@ the previous run, a flagged drop that names the degraded label, drift, MLflow lo
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +201,22 @@ def test_embedding_cache_embeds_each_text_once():
     assert plain.predict_proba(["x"])[0, 0] == pytest.approx(0.6)
     none = EmbeddingCache(_FakeClf(with_emb=False))
     assert none.embed(["x"]) is None and none.predict_proba(["x"])[0, 0] == pytest.approx(0.6)
+
+
+def test_reference_rows_reuse_the_bundles_training_embeddings(tmp_path):
+    from types import SimpleNamespace
+
+    from ticket_triage.continuous import ContinuousConfig, reference_rows
+
+    clf = _FakeClf()
+    nb = SimpleNamespace(texts=["t one", "t two", "t three"], emb=np.eye(3, 2, dtype=np.float32))
+    triage = SimpleNamespace(classifier=EmbeddingCache(clf), neighbours=nb)
+    rows, source = reference_rows(triage, ContinuousConfig(reference_max_rows=2), tmp_path, seed=0)
+    assert len(rows) == 2 and {r["text"] for r in rows} <= set(nb.texts) and "bundle" in source
+    emb = triage.classifier.embed([r["text"] for r in rows])
+    assert clf.embedded == [] and emb.shape == (2, 2)  # no encoder pass for the reference
+    # without stored embeddings (TF-IDF) the train split file is read
+    write_jsonl(tmp_path / "train.jsonl", [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}])
+    rows, source = reference_rows(SimpleNamespace(classifier=EmbeddingCache(_FakeClf(with_emb=False)),
+                                                  neighbours=None), ContinuousConfig(), tmp_path, seed=0)
+    assert [r["id"] for r in rows] == ["a", "b"] and source.endswith("train.jsonl")

@@ -34,3 +34,31 @@ def test_huge_text_is_handled(tiny_bundle):
     tri = Triage.load(tiny_bundle)
     d = tri.decide_one({"subject": "x", "body": "transfer pending " * 70000})
     assert d.topic is not None
+
+
+def test_urgency_and_secondary_tag_models_ship_with_the_bundle(tmp_path, base_params, small_rows):
+    """Where the history carries urgency and several tags per ticket, the bundle learns both."""
+    import copy
+
+    from ticket_triage.inference import build_bundle
+    from ticket_triage.models import build_classifier
+
+    rows = copy.deepcopy(small_rows) * 3  # 144 rows: enough for the side models
+    for i, r in enumerate(rows):
+        r["id"] = f"{r['id']}-{i}"
+        lost = r["label_fine"] == "lost_or_stolen_card"
+        r["urgency"] = "P1" if lost else "P3"
+        r["tags"] = [r["label_fine"], "card_issue" if "card" in r["label_fine"] else "money_movement"]
+    params = copy.deepcopy(base_params)
+    params["thresholds"]["tune"] = False
+    params["rules"] = {"rules": []}  # the urgency must come from the model here, not the rules
+    clf = build_classifier("tfidf_logreg", **{k: v for k, v in params["model"].items() if k != "family"})
+    clf.fit([r["text"] for r in rows], [r["topic"] for r in rows], progress=False)
+    bundle = build_bundle(clf, rows, rows, params, tmp_path / "b")
+    assert (bundle / "urgency").is_dir() and (bundle / "secondary").is_dir()
+    tri = Triage.load(bundle)
+    lost = next(r for r in rows if r["label_fine"] == "lost_or_stolen_card")
+    other = next(r for r in rows if r["label_fine"] == "pending_transfer")
+    d1, d2 = tri.decide([{"text": lost["text"]}, {"text": other["text"]}])
+    assert d1.urgency == "P1" and d2.urgency == "P3"
+    assert "card_issue" in d1.secondary_tags and "money_movement" in d2.secondary_tags

@@ -101,6 +101,10 @@ class SetFitClassifier(Classifier):
             data = Dataset.from_dict({"text": [str(t) for t in texts], "label": [str(y) for y in labels]})
             trainer = Trainer(model=model, args=args, train_dataset=data)
             trainer.st_trainer.args.disable_tqdm = not show
+            if not show:  # the bar callback is chosen at Trainer init: take it out explicitly
+                from transformers.trainer_callback import ProgressCallback
+
+                trainer.st_trainer.remove_callback(ProgressCallback)
             if str(p["device"]) == "cpu":
                 trainer.st_trainer.args.dataloader_pin_memory = False
             trainer.train()
