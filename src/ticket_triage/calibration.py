@@ -197,12 +197,14 @@ def reliability_curve(probs: np.ndarray, y_idx: np.ndarray, n_bins: int = 15) ->
 
 
 def expected_calibration_error(probs: np.ndarray, y_idx: np.ndarray, n_bins: int = 15) -> float:
-    """Top-label ECE: sum over equal-width bins of |accuracy - mean confidence| x bin share."""
-    rc = reliability_curve(probs, y_idx, n_bins)
-    n = sum(rc["count"])
-    if n == 0:
+    """Top-label ECE of a probability matrix (the one implementation lives in
+    :func:`ticket_triage.metrics.expected_calibration_error`)."""
+    from ticket_triage.metrics import expected_calibration_error as ece
+
+    p, y = _check(probs, y_idx)
+    if len(p) == 0:
         return 0.0
-    return float(sum(c / n * abs(a - f) for c, a, f in zip(rc["count"], rc["accuracy"], rc["confidence"])))
+    return ece(p.max(axis=1), p.argmax(axis=1) == y, n_bins)
 
 
 def choose_calibrator(probs: np.ndarray, y_idx: np.ndarray,

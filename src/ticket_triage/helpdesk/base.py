@@ -226,6 +226,17 @@ class HelpdeskAdapter(ABC):
             return resp.text
 
     # ---- state ---------------------------------------------------------------------------
+    def _tag_id(self, name: str) -> str:
+        """The helpdesk's id for tag ``name`` (Intercom, Front), created once and remembered."""
+        cached = self.get_state(f"tag:{name}")
+        if cached:
+            return cached
+        res = self.request("POST", "/tags", json_body={"name": name}) or {}
+        if not res.get("id"):
+            raise PermanentError(f"{self.name}: creating tag {name!r} returned no id: {res}")
+        self.set_state({f"tag:{name}": str(res["id"])})
+        return str(res["id"])
+
     def get_state(self, key: str, default: str | None = None) -> str | None:
         with self.store.engine.connect() as conn:
             v = conn.execute(sa.select(helpdesk_state.c.value).where(

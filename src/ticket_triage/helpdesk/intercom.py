@@ -67,16 +67,6 @@ class IntercomAdapter(HelpdeskAdapter):
                 break
         return out, {"since": str(newest)}
 
-    def _tag_id(self, name: str) -> str:
-        cached = self.get_state(f"tag:{name}")
-        if cached:
-            return cached
-        res = self.request("POST", "/tags", json_body={"name": name}) or {}
-        if not res.get("id"):
-            raise PermanentError(f"intercom: creating tag {name!r} returned no id: {res}")
-        self.set_state({f"tag:{name}": str(res["id"])})
-        return str(res["id"])
-
     def perform(self, op: dict[str, Any]) -> None:
         cid, kind = op["ticket_id"], op["op"]
         if kind == "add_tags":
