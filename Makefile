@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# DVC stages run `python ...`: make it the project's interpreter.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Offline defaults: no hub downloads, local SQLite MLflow store, local Bento store.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
