@@ -19,6 +19,8 @@ def summary(root: str | Path = ".") -> str:
     trn = _load(root / "artifacts/train/sweep.json")
     ev = _load(root / "eval/metrics.json")
     pro = _load(root / "artifacts/promote/decision.json")
+    mon = _load(root / "eval/continuous/result.json")
+    pkg = _load(root / "artifacts/package/bento.json")
     lines = ["", "=== ticket-triage demo: done ==="]
     if ing:
         lines.append(f"ingest   {ing.get('rows_in')} rows -> {ing.get('tickets_out')} tickets, "
@@ -47,6 +49,10 @@ def summary(root: str | Path = ".") -> str:
                      f"held-out acc {ev.get('heldout/accuracy', 0):.4f} (eval/metrics.json, eval/plots/)")
     if pro:
         lines.append(f"promote  {pro.get('reason')} (champion = version {pro.get('champion_version')})")
+    if mon:
+        lines.append(f"monitor  status {mon.get('status')} (eval/continuous/summary.md)")
+    if pkg:
+        lines.append(f"package  Bento {pkg.get('bento')} with model {pkg.get('model')}: `{pkg.get('serve')}`")
     lines += [
         "",
         "Where to look:",
