@@ -24,6 +24,7 @@ import bentoml
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ticket_triage.batching import MicroBatcher
 from ticket_triage.deploy import (enqueue_for_review, lazy_asgi, review_app, service_classify,
                                   webhooks_app)
 from ticket_triage.service_metrics import (
@@ -135,6 +136,8 @@ class TicketTriage:
         llm_cfg = serving_llm_config()
         self.llm = LLMFallback(llm_cfg, load_taxonomy(bundle / "taxonomy.yaml")) if llm_cfg.enabled else None
         self.triage = Triage.load(bundle, llm=self.llm)
+        # concurrent /classify calls share one batched decide (one encoder pass)
+        self.batcher = MicroBatcher(self.triage.decide, max_batch=64, max_wait_s=0.002)
         self.bundle, self.bundle_source = bundle, where
         self.metrics = get_metrics()
         log.info("serving %s from %s (%s); LLM fallback %s", self.triage.model_version, bundle, where,
@@ -146,7 +149,10 @@ class TicketTriage:
     def _decide(self, tickets: list[dict[str, Any]], endpoint: str) -> list[DecisionOut]:
         t0 = time.perf_counter()
         try:
-            decisions = [d.to_dict() for d in self.triage.decide(tickets)]
+            if len(tickets) == 1:
+                decisions = [self.batcher.submit(tickets[0]).to_dict()]
+            else:
+                decisions = [d.to_dict() for d in self.triage.decide(tickets)]
         except Exception as exc:
             self.metrics.record_error(endpoint, type(exc).__name__)
             log.exception("decide failed on %d ticket(s)", len(tickets))
