@@ -42,4 +42,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from ticket_triage.models import TrainingDataError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (TrainingDataError, ValueError) as exc:  # bad or empty data: say what to do, exit non-zero
+        print(f"train: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -121,3 +121,29 @@ def test_empty_training_data_fails_clearly(params, tmp_path):
     with pytest.raises(ValueError, match="empty"):
         run_sweep(params, track=False, metrics_path=tmp_path / "m.json")
     shutil.rmtree(split)
+
+
+def test_train_script_exits_non_zero_with_a_clear_message(tmp_path):
+    """A label with too few examples: the stage script says so and exits 2 (no traceback)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from ticket_triage.config import compose
+
+    p = compose(["model=tfidf_logreg", "sweep=single"])
+    p["paths"]["split"] = str(tmp_path / "split")
+    p["paths"]["train"] = str(tmp_path / "train")
+    (tmp_path / "split").mkdir()
+    rows = [{"id": f"r{i}", "text": f"my transfer is pending {i}", "topic": "transfers"} for i in range(5)]
+    rows.append({"id": "x", "text": "lost card", "topic": "fraud_and_security"})
+    for n in ("train", "validation", "test"):
+        (tmp_path / "split" / f"{n}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "conf").symlink_to(ROOT / "conf")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    res = subprocess.run([sys.executable, str(ROOT / "pipelines" / "train.py")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "fewer than 2 training examples: fraud_and_security (1)" in res.stderr
+    assert "Traceback" not in res.stderr

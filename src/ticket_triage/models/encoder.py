@@ -79,9 +79,9 @@ def resolve_encoder(name: str) -> str:
 
 def configure_torch_threads() -> int:
     """Set torch's intra-op threads: TRIAGE_TORCH_THREADS when set, else the CPUs this process
-    may use (affinity aware) minus what the 1-minute load average says others are using, at
-    least 1. On a shared 2-core box oversubscribed threads make training several times slower.
-    Returns the thread count."""
+    may use (affinity aware). Deterministic on purpose (a service must not pick its thread
+    count from a momentary load); on a machine shared with other jobs, oversubscribed threads
+    are several times slower: set TRIAGE_TORCH_THREADS=1 there. Returns the thread count."""
     import torch
 
     try:
@@ -89,15 +89,7 @@ def configure_torch_threads() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         avail = os.cpu_count() or 1
     env = os.environ.get("TRIAGE_TORCH_THREADS")
-    if env:
-        n = int(env)
-    else:
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:  # pragma: no cover
-            busy = 0.0
-        n = int(avail - busy + 1)
-    n = max(1, min(n, avail))
+    n = max(1, min(int(env) if env else avail, avail))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
