@@ -206,6 +206,10 @@ class Triage:
                           max_chars=self.clean_cfg.get("max_chars", MAX_TEXT_CHARS_FOR_MODEL))
 
     def decide(self, tickets: Sequence[Ticket | Mapping[str, Any]]) -> list[Decision]:
+        """Decisions for raw tickets (``subject``/``body``, cleaned here with the training-time
+        cleaning). A ticket that already carries ``text`` is taken as cleaned by the clean
+        stage (evaluation on split files); callers holding untrusted input (the service) pass
+        subject and body only."""
         from ticket_triage.language import detect_language
         from ticket_triage.urgency import resolve_urgency
 
