@@ -363,9 +363,6 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     cal = calibrator.transform(raw)
     conf = cal.max(axis=1)
     pred = cal.argmax(axis=1)
-    thresholds = tune_thresholds(conf[keep], pred[keep], y_val[keep], topics, th_cfg)
-    (out / "threshold_report.json").write_text(json.dumps(
-        thresholds.report(conf[keep], pred[keep], y_val[keep]), indent=2, default=str))
 
     # out-of-scope scorer + neighbours on embeddings when the family has them
     rng = np.random.default_rng(int(params.get("seed", 42)))
@@ -383,9 +380,26 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         if oos_texts:
             oos_raw = _raw_topic_proba(classifier, stub, oos_texts)
             oos_scores = scorer.score(classifier.embed(list(oos_texts)), calibrator.transform(oos_raw))
-        scorer.tune(scorer.score(val_emb[keep], cal[keep]), oos_scores,
-                    max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
+        in_scores = scorer.score(val_emb[keep], cal[keep])
+        scorer.tune(in_scores, oos_scores, max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
         ood_dict = scorer.to_dict()
+        # thresholds are tuned on what reaches them: tickets the out-of-scope cut-off lets through,
+        # including the known out-of-scope ones it misses (counted as errors: y = -1)
+        passed = np.ones(len(val_rows), dtype=bool)
+        passed[np.flatnonzero(keep)] = in_scores <= scorer.cutoff
+        tune_mask = keep & passed
+        tune_conf, tune_pred, tune_y = conf[tune_mask], pred[tune_mask], y_val[tune_mask]
+        if oos_texts:
+            missed = oos_scores <= scorer.cutoff
+            oos_cal = calibrator.transform(oos_raw)[missed]
+            tune_conf = np.r_[tune_conf, oos_cal.max(axis=1)]
+            tune_pred = np.r_[tune_pred, oos_cal.argmax(axis=1)]
+            tune_y = np.r_[tune_y, np.full(int(missed.sum()), -1)]
+    else:
+        tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
+    thresholds = tune_thresholds(tune_conf, tune_pred, tune_y, topics, th_cfg)
+    (out / "threshold_report.json").write_text(json.dumps(
+        thresholds.report(tune_conf, tune_pred, tune_y), indent=2, default=str))
     _fit_side_models(train_rows, params, out)
     min_lang = max(5, int(0.01 * len(train_rows)))
     languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
