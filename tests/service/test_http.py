@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import stop_process_group
 
 httpx = pytest.importorskip("httpx")
 
@@ -61,13 +62,7 @@ def server(tiny_bundle, fake_llm, tmp_path_factory, free_port, write_llm_config)
         yield client, proc, tmp / "serve.log"
     finally:
         client.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process_group(proc)
         log.close()
 
 
