@@ -142,6 +142,8 @@ def main() -> int:
     ap.add_argument("--label-level", default="tag", choices=["topic", "tag"])
     ap.add_argument("--datasets", default="banking77,clinc150")
     ap.add_argument("--thresholds", default="default", help="conf/thresholds/<name>.yaml")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Hydra override, e.g. --set thresholds.cross_fit_folds=0 (repeatable)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy.json"))
     args = ap.parse_args()
@@ -149,8 +151,9 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "src"))
     from ticket_triage.config import compose
 
-    params = compose([f"model={args.family}", f"thresholds={args.thresholds}"], root=ROOT)
+    params = compose([f"model={args.family}", f"thresholds={args.thresholds}", *args.set], root=ROOT)
     result = {"family": args.family, "label_level": args.label_level, "thresholds": args.thresholds,
+              "overrides": args.set,
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
     if "banking77" in args.datasets:
         result["banking77_topics"] = bench_banking77(params, args.family, args.label_level, args.seed)

@@ -324,8 +324,12 @@ class Triage:
 def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_rows: Sequence[Mapping[str, Any]],
                  params: Mapping[str, Any], out_dir: str | Path, *, label_level: str = "topic",
                  model_version: str = "dev", max_neighbours: int = 5000,
-                 oos_texts: Sequence[str] | None = None) -> Path:
+                 oos_texts: Sequence[str] | None = None, progress: bool = False) -> Path:
     """Fit the decision policy on validation and write a loadable bundle to ``out_dir``.
+
+    With ``thresholds.cross_fit_folds`` >= 2 and a family that is cheap to refit, the
+    thresholds are tuned on the validation scores plus calibrated out-of-fold scores of the
+    whole train split (:mod:`ticket_triage.crossfit`).
 
     ``oos_texts``: validation tickets known to fit no topic (e.g. CLINC150's ``oos_val``); when
     given, the out-of-scope cut-off is the best separating one among those that flag at most
@@ -333,6 +337,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     from collections import Counter
 
     from ticket_triage.calibration import fit_calibrator
+    from ticket_triage.crossfit import cross_fit_topic_scores
     from ticket_triage.ood import OODScorer
     from ticket_triage.text import CLEANING_VERSION
     from ticket_triage.thresholds import tune_thresholds
@@ -397,7 +402,19 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
             tune_y = np.r_[tune_y, np.full(int(missed.sum()), -1)]
     else:
         tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
+    # out-of-fold scores of the train split join the tuning set (ticket_triage.crossfit); they
+    # are not filtered by the out-of-scope cut-off, which can only make the bound stricter
+    cf = cross_fit_topic_scores(
+        classifier, train_rows, label_level, topics, val_texts, y_val,
+        lambda m, texts: _raw_topic_proba(m, stub, texts),
+        folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0, calibration=th_cfg.get("calibration", "temperature"),
+        seed=int(params.get("seed", 42)), progress=progress)
+    if cf.probs is not None:
+        tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
+        tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]
+        tune_y = np.r_[tune_y, cf.y_idx]
     thresholds = tune_thresholds(tune_conf, tune_pred, tune_y, topics, th_cfg)
+    thresholds.info.update(cf.info)
     (out / "threshold_report.json").write_text(json.dumps(
         thresholds.report(tune_conf, tune_pred, tune_y), indent=2, default=str))
     _fit_side_models(train_rows, params, out)

@@ -77,8 +77,9 @@ def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
 
 
 def _labels(rows: Sequence[Mapping[str, Any]], level: str) -> list[str]:
-    key = "label_fine" if level == "tag" else "topic"
-    return [str(r.get(key) or r["topic"]) for r in rows]
+    from ticket_triage.crossfit import label_of
+
+    return [label_of(r, level) for r in rows]
 
 
 def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequence[Mapping[str, Any]],
@@ -102,7 +103,7 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
     p = copy.deepcopy(dict(params))
     p["thresholds"] = cand.thresholds
     bundle = build_bundle(clf, train_rows, val_rows, p, out_dir, label_level=cand.label_level,
-                          model_version=cand.name)
+                          model_version=cand.name, progress=progress)
     triage = Triage.load(bundle)
     target = float((params.get("train") or {}).get("target_precision", 0.99))
     metrics, detail = score_split(triage, val_rows, "val", target_precision=target)

@@ -27,7 +27,10 @@ FAST = {
     "embed_logreg": {},
     "setfit": {"max_steps": 2, "batch_size": 4, "num_iterations": 1},
     "transformer": {"max_steps": 2, "batch_size": 4, "max_length": 32, "learning_rate": 1e-4},
+    "ensemble": {},
 }
+# an ensemble with no encoder: exercises the combination and persistence in milliseconds
+TWO_TFIDF = [{"family": "tfidf_logreg", "C": 10.0}, {"family": "tfidf_logreg", "C": 0.5, "char_ngrams": [3, 4]}]
 
 
 def _tickets() -> tuple[list[str], list[str]]:
@@ -114,6 +117,39 @@ def test_tfidf_refuses_untrusted_type(data, tmp_path):
     sio.dump(FunctionTransformer(func=os.getcwd), out / "model.skops")
     with pytest.raises(UntrustedTypesFoundException):
         load_classifier(out)
+
+
+# --------------------------------------------------------------------------------------------
+# ensemble: fast with two TF-IDF members
+def test_ensemble_is_the_geometric_mean_of_its_members(data, tmp_path):
+    texts, labels = data
+    ens = build_classifier("ensemble", members=TWO_TFIDF).fit(texts, labels, progress=False)
+    a, b = ens.members
+    assert ens.labels == a.labels == b.labels == sorted(set(labels))
+    p = _check_probs(ens, texts)
+    g = np.sqrt(a.predict_proba(texts) * b.predict_proba(texts))
+    np.testing.assert_allclose(p, g / g.sum(axis=1, keepdims=True), rtol=1e-9)
+    mean = build_classifier("ensemble", members=TWO_TFIDF, combine="mean", weights=[3, 1]).fit(texts, labels, progress=False)
+    ma, mb = mean.members
+    np.testing.assert_allclose(mean.predict_proba(texts),
+                               0.75 * ma.predict_proba(texts) + 0.25 * mb.predict_proba(texts), rtol=1e-9)
+    assert ens.cheap_refit and ens.embed(texts[:2]) is None
+    _check_roundtrip(ens, texts, tmp_path)
+    assert (tmp_path / "clf" / "members" / "1" / "model.skops").is_file()
+    # a fresh copy has the same configuration and no weights
+    fresh = ens.fresh()
+    assert fresh.params == ens.params and not fresh.labels
+
+
+def test_ensemble_config_errors_say_what_is_wrong():
+    with pytest.raises(ValueError, match="at least two members"):
+        build_classifier("ensemble", members=TWO_TFIDF[:1])
+    with pytest.raises(ValueError, match="combine must be one of"):
+        build_classifier("ensemble", members=TWO_TFIDF, combine="max")
+    with pytest.raises(ValueError, match="weights must be 2"):
+        build_classifier("ensemble", members=TWO_TFIDF, weights=[1])
+    with pytest.raises(TypeError, match="max_featurez"):
+        build_classifier("ensemble", members=[{"family": "tfidf_logreg", "max_featurez": 1}, TWO_TFIDF[0]])
 
 
 def test_unknown_hyperparameter_is_named():
@@ -269,6 +305,19 @@ def test_embed_logreg_refuses_untrusted_head(embed_clf, tmp_path):
     sio.dump(FunctionTransformer(func=os.getcwd), out / "head.skops")
     with pytest.raises(UntrustedTypesFoundException):
         load_classifier(out)
+
+
+@pytest.mark.slow
+def test_default_ensemble_fits_roundtrips_and_embeds(data, tmp_path):
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / "ensemble.yaml").read_text())
+    cfg.pop("family")
+    texts, labels = data
+    ens = build_classifier("ensemble", **cfg).fit(texts, labels, progress=False)
+    assert [m.family for m in ens.members] == ["embed_logreg", "tfidf_logreg"]
+    _check_probs(ens, texts)
+    e = ens.embed(texts[:3])
+    np.testing.assert_allclose(e, ens.members[0].embed(texts[:3]))
+    _check_roundtrip(ens, texts, tmp_path)
 
 
 @pytest.mark.slow

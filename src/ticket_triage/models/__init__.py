@@ -15,6 +15,7 @@ FAMILIES: dict[str, str] = {
     "embed_logreg": "ticket_triage.models.embed_logreg:EmbedLogReg",
     "setfit": "ticket_triage.models.setfit_clf:SetFitClassifier",
     "transformer": "ticket_triage.models.transformer:TransformerClassifier",
+    "ensemble": "ticket_triage.models.ensemble:EnsembleClassifier",
 }
 
 

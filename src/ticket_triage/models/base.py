@@ -25,6 +25,10 @@ class TrainingDataError(ValueError):
 
 class Classifier(ABC):
     family: ClassVar[str] = ""
+    #: True when refitting from scratch costs little (a frozen encoder whose embeddings are
+    #: cached, a linear head): ``build_bundle`` then cross-fits the family to tune the
+    #: thresholds on out-of-fold scores of the whole train split, not on validation alone.
+    cheap_refit: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = dict(params)
@@ -43,6 +47,10 @@ class Classifier(ABC):
         """A dense representation of the texts (for nearest neighbours, out-of-scope and
         drift), or None when the family has none."""
         return None
+
+    def fresh(self) -> "Classifier":
+        """An untrained classifier of the same family with the same hyperparameters."""
+        return type(self)(**self.params)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         p = self.predict_proba(texts)

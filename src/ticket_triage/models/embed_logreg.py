@@ -39,6 +39,7 @@ class EmbedLogReg(Classifier):
     """Sentence-transformer embeddings, multinomial logistic regression head."""
 
     family = "embed_logreg"
+    cheap_refit = True
 
     def __init__(self, **params: Any):
         super().__init__(**merged_params(DEFAULTS, params, self.family))

@@ -49,6 +49,7 @@ class TfidfLogReg(Classifier):
     """Word + char_wb TF-IDF features, multinomial logistic regression (lbfgs or saga)."""
 
     family = "tfidf_logreg"
+    cheap_refit = True
 
     def __init__(self, **params: Any):
         super().__init__(**merged_params(DEFAULTS, params, self.family))
