@@ -7,7 +7,10 @@ Measures single-ticket latency (p50/p99) at 1, 8 and 32 concurrent clients, batc
 (tickets/s through /classify_batch), the resident memory of the server process tree (psutil:
 the process listening on the port plus its children) and the errors seen during a bounded
 run at 32 clients. Refuses any URL that is not loopback. Tickets come from a CSV with
-subject/body columns (default: the test fixture).
+subject/body (or text) columns: by default BANKING77's test and train sets (13k distinct
+texts). Every request carries a ticket text the server has not seen in this run (after a
+full pass over the corpus a "(ref N)" suffix keeps them distinct), so the service's
+embedding cache never answers for the encoder: the figures are those of new traffic.
 """
 
 from __future__ import annotations
@@ -26,17 +29,43 @@ from urllib.parse import urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TICKETS = ROOT / "tests" / "fixtures" / "tickets_small.csv"
+SHARED = ROOT.parent / "shared" / "datasets"
+DEFAULT_TICKETS = [SHARED / "banking77" / "test.csv", SHARED / "banking77" / "train.csv"]
+FALLBACK_TICKETS = ROOT / "tests" / "fixtures" / "tickets_small.csv"
 
 
-def load_tickets(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = [{"subject": r.get("subject") or "", "body": r.get("body") or r.get("text") or ""}
-                for r in csv.DictReader(fh)]
-    rows = [r for r in rows if (r["subject"] + r["body"]).strip()]
+class Corpus:
+    """Hands out tickets never repeated within one run (see the module docstring)."""
+
+    def __init__(self, rows: list[dict[str, str]]):
+        self.rows = rows
+        self.i = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def next(self) -> dict[str, str]:
+        r = dict(self.rows[self.i % len(self.rows)])
+        wrap = self.i // len(self.rows)
+        self.i += 1
+        if wrap:
+            r["body"] = f"{r['body']} (ref {wrap})"
+        return r
+
+
+def load_tickets(paths: "Path | list[Path]") -> Corpus:
+    rows, seen = [], set()
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                t = {"subject": r.get("subject") or "", "body": r.get("body") or r.get("text") or ""}
+                key = (t["subject"], t["body"])
+                if (t["subject"] + t["body"]).strip() and key not in seen:
+                    seen.add(key)
+                    rows.append(t)
     if not rows:
-        raise SystemExit(f"{path}: no rows with a subject or body column")
-    return rows
+        raise SystemExit(f"{paths}: no rows with a subject, body or text column")
+    return Corpus(rows)
 
 
 def check_loopback(url: str) -> None:
@@ -56,7 +85,7 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
 
 
-async def single_run(client: httpx.AsyncClient, tickets: list[dict[str, str]], concurrency: int,
+async def single_run(client: httpx.AsyncClient, tickets: Corpus, concurrency: int,
                      requests: int | None, duration: float | None) -> dict[str, float]:
     """``concurrency`` clients each sending /classify until ``requests`` or ``duration``."""
     lat: list[float] = []
@@ -66,15 +95,13 @@ async def single_run(client: httpx.AsyncClient, tickets: list[dict[str, str]], c
 
     async def worker(wid: int) -> None:
         nonlocal sent
-        i = wid
         while True:
             if requests is not None and sent >= requests:
                 return
             if stop_at is not None and time.perf_counter() >= stop_at:
                 return
             sent += 1
-            t = tickets[i % len(tickets)]
-            i += concurrency
+            t = tickets.next()
             t0 = time.perf_counter()
             try:
                 r = await client.post("/classify", json=t)
@@ -96,13 +123,13 @@ async def single_run(client: httpx.AsyncClient, tickets: list[dict[str, str]], c
             "rps": round(len(lat) / wall, 1) if wall else 0.0, "seconds": round(wall, 2)}
 
 
-async def batch_run(client: httpx.AsyncClient, tickets: list[dict[str, str]], batch: int,
+async def batch_run(client: httpx.AsyncClient, tickets: Corpus, batch: int,
                     rounds: int) -> dict[str, float]:
-    payload = {"tickets": [tickets[i % len(tickets)] for i in range(batch)]}
-    await client.post("/classify_batch", json=payload)  # warm-up
+    await client.post("/classify_batch", json={"tickets": [tickets.next() for _ in range(batch)]})  # warm-up
     times = []
     errors = 0
     for _ in range(rounds):
+        payload = {"tickets": [tickets.next() for _ in range(batch)]}
         t0 = time.perf_counter()
         r = await client.post("/classify_batch", json=payload)
         times.append(time.perf_counter() - t0)
@@ -146,7 +173,7 @@ def server_rss_mb(port: int, pid: int | None) -> float | None:
 
 
 async def main_async(args: argparse.Namespace) -> dict:
-    tickets = load_tickets(Path(args.tickets))
+    tickets = load_tickets(args.tickets or ([p for p in DEFAULT_TICKETS if p.is_file()] or [FALLBACK_TICKETS]))
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout, limits=limits) as client:
         r = await client.get("/readyz")
@@ -154,7 +181,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             raise SystemExit(f"{args.url}/readyz answered {r.status_code}: start the service first")
         info = (await client.get("/info/ready")).json()
         await single_run(client, tickets, 1, requests=10, duration=None)  # warm-up
-        out: dict = {"url": args.url, "model_version": info.get("model_version"),
+        out: dict = {"url": args.url, "model_version": info.get("model_version"), "corpus_texts": len(tickets),
                      "llm": (info.get("llm") or {}).get("enabled"), "single": []}
         for c in (1, 8, 32):
             res = await single_run(client, tickets, c, requests=args.requests * max(1, c // 4), duration=None)
@@ -172,6 +199,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         soak = await single_run(client, tickets, 32, requests=None, duration=args.duration)
         out["soak_32"] = soak
         out["rss_mb_after_soak"] = server_rss_mb(port, args.pid)
+        out["distinct_tickets_sent"] = tickets.i
         print(f"soak  c=32 {soak['seconds']}s: {soak['ok']} ok, {soak['errors']} errors "
               f"{soak['error_kinds'] or ''}, p99 {soak['p99_ms']} ms; server RSS "
               f"{out['rss_mb_before_soak']} -> {out['rss_mb_after_soak']} MiB", flush=True)
@@ -181,7 +209,9 @@ async def main_async(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Load-test a running triage service (loopback only).")
     ap.add_argument("--url", default="http://127.0.0.1:3000")
-    ap.add_argument("--tickets", default=str(DEFAULT_TICKETS), help="CSV with subject/body columns")
+    ap.add_argument("--tickets", nargs="+", type=Path, default=None,
+                    help="CSV file(s) with subject/body or text columns (default: BANKING77 test + train "
+                         "from ../shared/datasets, else the test fixture)")
     ap.add_argument("--requests", type=int, default=200, help="requests per client level (x c/4 above 4)")
     ap.add_argument("--batch-rounds", type=int, default=5)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of the 32-client soak run")

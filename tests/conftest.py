@@ -4,6 +4,7 @@ on it in a couple of seconds, once per test session, through the real library co
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ SHARED = ROOT.parent / "shared" / "datasets"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# ONNX exports of the encoder (ticket_triage.models.onnx_encoder) go to a per-run folder,
+# shared with the servers the tests start (they inherit the environment)
+os.environ.setdefault("TRIAGE_CACHE_DIR", tempfile.mkdtemp(prefix="triage-cache-"))
 
 
 @pytest.fixture(scope="session")

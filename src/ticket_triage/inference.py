@@ -88,11 +88,16 @@ class Neighbours:
 
     def __init__(self, emb: np.ndarray, texts: list[str], labels: list[str]):
         self.emb = emb.astype(np.float32)
+        self._emb_t = np.ascontiguousarray(self.emb.T)  # (dim, n): a contiguous GEMM operand, ~2x faster
         self.texts = texts
         self.labels = labels
 
-    def query(self, q: np.ndarray, k: int = 3) -> list[list[tuple[int, float]]]:
-        sims = q.astype(np.float32) @ self.emb.T
+    def similarities(self, q: np.ndarray) -> np.ndarray:
+        """(n, n_index) cosine similarities of (normalised) query embeddings to the index."""
+        return q.astype(np.float32) @ self._emb_t
+
+    def query(self, q: np.ndarray, k: int = 3, sims: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+        sims = self.similarities(q) if sims is None else sims
         k = min(k, sims.shape[1])
         idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         out = []
@@ -230,9 +235,13 @@ class Triage:
                     emb = np.zeros((len(tks), e.shape[1]), dtype=np.float32)
                     emb[nonempty] = e
         ood_scores = np.zeros(len(tks))
+        # one similarity matrix serves both the out-of-scope score and the explanations
+        # (the scorer's training sample is the neighbour index, see Triage.__init__)
+        sims = self.neighbours.similarities(emb) if (self.neighbours is not None and emb is not None) else None
         if self.ood is not None and nonempty:
-            ood_scores[nonempty] = self.ood.score(emb[nonempty] if emb is not None else None, probs[nonempty])
-        neigh = self.neighbours.query(emb, k=3) if (self.neighbours is not None and emb is not None) else None
+            ood_scores[nonempty] = self.ood.score(emb[nonempty] if emb is not None else None, probs[nonempty],
+                                                  sims=sims[nonempty] if sims is not None else None)
+        neigh = self.neighbours.query(emb, k=3, sims=sims) if sims is not None else None
         model_urgencies: list[str | None] = [None] * len(tks)
         model_tags: list[list[str]] = [[] for _ in tks]
         if nonempty and self.urgency_model is not None:
@@ -337,7 +346,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     from collections import Counter
 
     from ticket_triage.calibration import fit_calibrator
-    from ticket_triage.crossfit import cross_fit_topic_scores
+    from ticket_triage.crossfit import CrossFit, cross_fit_topic_scores
     from ticket_triage.ood import OODScorer
     from ticket_triage.text import CLEANING_VERSION
     from ticket_triage.thresholds import tune_thresholds
@@ -403,12 +412,19 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     else:
         tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
     # out-of-fold scores of the train split join the tuning set (ticket_triage.crossfit); they
-    # are not filtered by the out-of-scope cut-off, which can only make the bound stricter
-    cf = cross_fit_topic_scores(
-        classifier, train_rows, label_level, topics, val_texts, y_val,
-        lambda m, texts: _raw_topic_proba(m, stub, texts),
-        folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0, calibration=th_cfg.get("calibration", "temperature"),
-        seed=int(params.get("seed", 42)), progress=progress)
+    # are not filtered by the out-of-scope cut-off, which can only make the bound stricter.
+    # Not with known out-of-scope validation tickets: thousands of in-scope rows would dilute
+    # their share of the tuning set, and so the errors they stand for.
+    folds = int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0
+    if oos_texts and folds:
+        cf = CrossFit(None, None, {"cross_fit": "skipped: known out-of-scope validation tickets keep "
+                                                "their observed share only in a validation-only tuning set"})
+    else:
+        cf = cross_fit_topic_scores(
+            classifier, train_rows, label_level, topics, val_texts, y_val,
+            lambda m, texts: _raw_topic_proba(m, stub, texts), folds=folds,
+            calibration=th_cfg.get("calibration", "temperature"), seed=int(params.get("seed", 42)),
+            progress=progress)
     if cf.probs is not None:
         tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
         tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]

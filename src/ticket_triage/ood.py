@@ -93,14 +93,20 @@ class OODScorer:
     def fitted(self) -> bool:
         return self._train is not None
 
-    def knn_distance(self, emb: np.ndarray) -> np.ndarray:
+    def knn_distance(self, emb: np.ndarray, sims: np.ndarray | None = None) -> np.ndarray:
+        """1 - mean cosine similarity to the k nearest training embeddings. ``sims``: the
+        (n, n_train) similarities to this scorer's training sample, when the caller has them."""
         if self._train is None:
             raise RuntimeError("OODScorer is not fitted: call fit(train_emb) or from_dict(d, embeddings)")
+        k = min(self.k, len(self._train))
+        if sims is not None:
+            if sims.shape[1] != len(self._train):
+                raise ValueError(f"sims has {sims.shape[1]} columns, the training sample {len(self._train)}")
+            return 1.0 - np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean(axis=1).astype(np.float64)
         q = _normalise(emb)
         if q.shape[1] != self._train.shape[1]:
             raise ValueError(f"embedding dim {q.shape[1]} != training dim {self._train.shape[1]}; "
                              "score with the same encoder the scorer was fitted with")
-        k = min(self.k, len(self._train))
         out = np.empty(len(q), dtype=np.float64)
         for s in range(0, len(q), _BATCH):
             sims = q[s:s + _BATCH] @ self._train.T
@@ -108,9 +114,9 @@ class OODScorer:
             out[s:s + _BATCH] = 1.0 - top.mean(axis=1)
         return out
 
-    def score(self, emb: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
-        """(n,) out-of-scope scores, higher = more out of scope."""
-        s = self.knn_distance(emb)
+    def score(self, emb: np.ndarray, probs: np.ndarray | None = None, sims: np.ndarray | None = None) -> np.ndarray:
+        """(n,) out-of-scope scores, higher = more out of scope (``sims``: see knn_distance)."""
+        s = self.knn_distance(emb, sims)
         if probs is not None and self.prob_weight:
             p = np.asarray(probs, dtype=float)
             if p.shape[0] != len(s):

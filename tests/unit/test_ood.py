@@ -66,3 +66,20 @@ def test_prob_term_and_errors() -> None:
         OODScorer().score(val_in)
     with pytest.raises(ValueError, match="non-empty"):
         tune_cutoff(np.zeros(0))
+
+
+def test_precomputed_similarities_give_the_same_scores():
+    """Triage.decide computes one similarity matrix for explanations and the scorer."""
+    import numpy as np
+
+    from ticket_triage.ood import OODScorer
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(300, 16)).astype(np.float32)
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    q = rng.normal(size=(7, 16)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    sc = OODScorer(k=5).fit(train)
+    np.testing.assert_allclose(sc.score(q, sims=q @ train.T), sc.score(q), atol=1e-6)
+    with pytest.raises(ValueError, match="columns"):
+        sc.knn_distance(q, sims=(q @ train.T)[:, :10])

@@ -3,6 +3,12 @@
 The encoder is not trained, so it is not copied into the saved model: ``params["encoder"]``
 records which one was used ("default" = the packaged MiniLM, a local directory recorded as
 an absolute path, or a hub name). Only the head is saved, as ``head.skops``.
+
+``backend`` says what runs the encoder: ``torch`` (sentence-transformers), ``onnx`` (ONNX
+Runtime, the same float32 weights: the same embeddings, several times faster on CPU) or
+``onnx-int8`` (quantized: faster again, slightly different embeddings). It is saved with the
+model, so a model is always served with the backend it was trained with
+(:mod:`ticket_triage.models.onnx_encoder`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ TRUSTED_TYPES: list[str] = ["sklearn.linear_model._logistic.LogisticRegression"]
 
 DEFAULTS: dict[str, Any] = {
     "encoder": "default",
+    "backend": "torch",  # torch | onnx (same float32 weights, faster on CPU) | onnx-int8
     "batch_size": 64,
     "normalize": True,
     "C": 10.0,
@@ -42,7 +49,12 @@ class EmbedLogReg(Classifier):
     cheap_refit = True
 
     def __init__(self, **params: Any):
+        from ticket_triage.models.encoder import BACKENDS
+
         super().__init__(**merged_params(DEFAULTS, params, self.family))
+        if self.params["backend"] not in BACKENDS:
+            raise ValueError(f"embed_logreg: backend must be one of {', '.join(BACKENDS)}, "
+                             f"got {self.params['backend']!r}")
         enc = self.params["encoder"]
         if enc and enc != "default" and Path(str(enc)).expanduser().is_dir():
             # record a custom local encoder by absolute path so a saved model finds it again
@@ -51,9 +63,10 @@ class EmbedLogReg(Classifier):
 
     # -- embeddings ------------------------------------------------------------------------
     def _encoder(self) -> Any:
-        from ticket_triage.models.encoder import load_sentence_encoder
+        from ticket_triage.models.encoder import load_encoder
 
-        return load_sentence_encoder(self.params["encoder"], self.params.get("device", "cpu"))
+        return load_encoder(self.params["encoder"], self.params.get("device", "cpu"),
+                            self.params.get("backend", "torch"))
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """L2-normalized sentence embeddings (always normalized, whatever ``normalize`` says:

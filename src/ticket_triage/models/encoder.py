@@ -18,6 +18,7 @@ import numpy as np
 from ticket_triage.models.base import progress_enabled
 
 DEFAULT_ENCODER = "default"
+BACKENDS = ("torch", "onnx", "onnx-int8")  # see ticket_triage.models.onnx_encoder
 PROGRESS_MIN_TEXTS = 256  # below this, a progress bar is noise
 
 
@@ -77,6 +78,17 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
+def encoder_threads() -> int:
+    """Threads for an encoder: TRIAGE_TORCH_THREADS when set, else the CPUs this process may
+    use (affinity aware), never more than those."""
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        avail = os.cpu_count() or 1
+    env = os.environ.get("TRIAGE_TORCH_THREADS")
+    return max(1, min(int(env) if env else avail, avail))
+
+
 def configure_torch_threads() -> int:
     """Set torch's intra-op threads: TRIAGE_TORCH_THREADS when set, else the CPUs this process
     may use (affinity aware). Deterministic on purpose (a service must not pick its thread
@@ -84,12 +96,7 @@ def configure_torch_threads() -> int:
     are several times slower: set TRIAGE_TORCH_THREADS=1 there. Returns the thread count."""
     import torch
 
-    try:
-        avail = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        avail = os.cpu_count() or 1
-    env = os.environ.get("TRIAGE_TORCH_THREADS")
-    n = max(1, min(int(env) if env else avail, avail))
+    n = encoder_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
@@ -120,6 +127,28 @@ def load_sentence_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu") -> A
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path, device=resolve_device(device, fallback=True))
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu", backend: str = "torch") -> Any:
+    """The encoder for ``name`` run by ``backend``: ``torch`` (a SentenceTransformer on
+    ``device``), ``onnx`` (the same float32 weights under ONNX Runtime, CPU) or ``onnx-int8``
+    (int8 weights; train and serve with the same one). Loaded once per process."""
+    if backend == "torch":
+        return load_sentence_encoder(name, device)
+    if backend not in BACKENDS:
+        raise ValueError(f"encoder backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if resolve_device(device, fallback=True) != "cpu":
+        raise ValueError(f"backend {backend} runs on the CPU; use backend: torch for device {device!r}")
+    if not name or name == DEFAULT_ENCODER:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = resolve_encoder(name)
+    if not Path(path).is_dir():
+        raise EncoderNotAvailable(f"backend {backend} needs a local encoder directory, got hub name {name!r}: "
+                                  "use backend: torch, or pass the directory it is saved in")
+    from ticket_triage.models.onnx_encoder import OnnxSentenceEncoder
+
+    return OnnxSentenceEncoder(path, backend)
 
 
 class _EmbeddingCache:
