@@ -84,7 +84,6 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     oof = np.zeros((len(train_rows), len(topics)))
     temps: list[float] = []
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    it = enumerate(splitter.split(np.zeros(len(labels)), labels), 1)
     bar = None
     if progress:
         from ticket_triage.models.base import progress_enabled
@@ -93,7 +92,7 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
             from tqdm.auto import tqdm
 
             bar = tqdm(total=folds, desc="cross-fit", unit="fold")
-    for _, (fit_idx, held_idx) in it:
+    for fit_idx, held_idx in splitter.split(np.zeros(len(labels)), labels):
         model = classifier.fresh()
         model.fit([texts[i] for i in fit_idx], [labels[i] for i in fit_idx], progress=False)
         raw_val = to_topics(model, list(val_texts))

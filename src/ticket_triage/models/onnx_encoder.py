@@ -20,6 +20,7 @@ at import. Threads: ``TRIAGE_TORCH_THREADS`` or the CPUs this process may use, a
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -108,6 +109,9 @@ def _export_fp32(model_dir: Path, path: Path) -> None:
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(model_dir)).eval()
+    if "token_type_ids" not in inspect.signature(model.forward).parameters:
+        raise OnnxExportError(f"{model_dir}: {type(model).__name__} takes no token_type_ids; the ONNX backend "
+                              "exports BERT-style encoders only: use backend: torch")
 
     class _MeanPooled(torch.nn.Module):
         def __init__(self, m: Any):
