@@ -3,7 +3,9 @@ on it in a couple of seconds, once per test session, through the real library co
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,7 +20,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # ONNX exports of the encoder (ticket_triage.models.onnx_encoder) go to a per-run folder,
 # shared with the servers the tests start (they inherit the environment)
-os.environ.setdefault("TRIAGE_CACHE_DIR", tempfile.mkdtemp(prefix="triage-cache-"))
+if "TRIAGE_CACHE_DIR" not in os.environ:
+    os.environ["TRIAGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="triage-cache-")
+    atexit.register(shutil.rmtree, os.environ["TRIAGE_CACHE_DIR"], ignore_errors=True)  # ~110 MB of exports
 
 
 @pytest.fixture(scope="session")
