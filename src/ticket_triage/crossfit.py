@@ -44,10 +44,15 @@ def label_of(row: Mapping[str, Any], level: str) -> str:
     return str(row.get("label_fine") or row["topic"]) if level == "tag" else str(row["topic"])
 
 
-def skip_reason(classifier: Any, labels: Sequence[str], folds: int) -> str | None:
-    """Why cross-fitting does not apply here, or None when it does."""
+def skip_reason(classifier: Any, labels: Sequence[str], folds: int, known_oos: bool = False) -> str | None:
+    """Why cross-fitting does not apply here, or None when it does. ``known_oos``: the tuning
+    set holds known out-of-scope validation tickets, whose share (and so the errors they stand
+    for) thousands of in-scope out-of-fold rows would dilute."""
     if folds < 2:
         return "off (thresholds.cross_fit_folds < 2)"
+    if known_oos:
+        return ("skipped: known out-of-scope validation tickets keep their observed share only in a "
+                "validation-only tuning set")
     if not getattr(classifier, "cheap_refit", False):
         return (f"family {classifier.family} is not cheap to refit: thresholds tuned on validation only "
                 "(set thresholds.cross_fit_folds: 0 to silence this)")
@@ -63,7 +68,7 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
                            topics: Sequence[str], val_texts: Sequence[str], y_val: np.ndarray,
                            to_topics: Callable[[Any, Sequence[str]], np.ndarray], *,
                            folds: int = 5, calibration: str = "temperature", seed: int = 42,
-                           progress: bool = False) -> CrossFit:
+                           progress: bool = False, known_oos: bool = False) -> CrossFit:
     """Calibrated out-of-fold topic probabilities for every training ticket (module docstring).
 
     ``to_topics(model, texts)`` returns a model's raw (n, len(topics)) topic probabilities
@@ -71,11 +76,13 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     validation tickets' topic indices (-1 = not a known topic, left out of calibration).
     """
     from sklearn.model_selection import StratifiedKFold
+    from tqdm.auto import tqdm
 
     from ticket_triage.calibration import fit_calibrator
+    from ticket_triage.models.base import progress_enabled
 
     labels = [label_of(r, label_level) for r in train_rows]
-    why = skip_reason(classifier, labels, folds)
+    why = skip_reason(classifier, labels, folds, known_oos)
     if why is not None:
         return CrossFit(None, None, {"cross_fit": why})
     texts = [r["text"] for r in train_rows]
@@ -84,14 +91,7 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     oof = np.zeros((len(train_rows), len(topics)))
     temps: list[float] = []
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    bar = None
-    if progress:
-        from ticket_triage.models.base import progress_enabled
-
-        if progress_enabled(True):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=folds, desc="cross-fit", unit="fold")
+    bar = tqdm(total=folds, desc="cross-fit", unit="fold", disable=not progress_enabled(progress))
     for fit_idx, held_idx in splitter.split(np.zeros(len(labels)), labels):
         model = classifier.fresh()
         model.fit([texts[i] for i in fit_idx], [labels[i] for i in fit_idx], progress=False)
@@ -99,10 +99,8 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
         cal = fit_calibrator(raw_val[keep], np.asarray(y_val)[keep], method=calibration)
         oof[held_idx] = cal.transform(to_topics(model, [texts[i] for i in held_idx]))
         temps.append(float(cal.temperature))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     acc = float(np.mean(oof.argmax(axis=1) == y_train))
     return CrossFit(oof, y_train, {"cross_fit": f"{folds} folds", "cross_fit_folds": folds,
                                    "n_cross_fit": int(len(train_rows)), "cross_fit_accuracy": acc,

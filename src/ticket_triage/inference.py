@@ -196,11 +196,7 @@ class Triage:
     # -- model part ------------------------------------------------------------------------
     def topic_proba(self, texts: Sequence[str], *, calibrated: bool = True) -> np.ndarray:
         """(n, len(topics)) topic probabilities, calibrated by default."""
-        raw = self.classifier.predict_proba(list(texts))
-        if self.policy.fine_to_coarse:
-            raw = aggregate_to_topics(raw, self.classifier.labels, self.policy.fine_to_coarse, self.topics)
-        else:
-            raw = raw[:, [self.classifier.labels.index(t) for t in self.topics]]
+        raw = _raw_topic_proba(self.classifier, self.policy, texts)
         return self.calibrator.transform(raw) if calibrated else raw
 
     # -- the decision ----------------------------------------------------------------------
@@ -346,7 +342,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     from collections import Counter
 
     from ticket_triage.calibration import fit_calibrator
-    from ticket_triage.crossfit import CrossFit, cross_fit_topic_scores
+    from ticket_triage.crossfit import cross_fit_topic_scores
     from ticket_triage.ood import OODScorer
     from ticket_triage.text import CLEANING_VERSION
     from ticket_triage.thresholds import tune_thresholds
@@ -412,19 +408,13 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     else:
         tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
     # out-of-fold scores of the train split join the tuning set (ticket_triage.crossfit); they
-    # are not filtered by the out-of-scope cut-off, which can only make the bound stricter.
-    # Not with known out-of-scope validation tickets: thousands of in-scope rows would dilute
-    # their share of the tuning set, and so the errors they stand for.
-    folds = int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0
-    if oos_texts and folds:
-        cf = CrossFit(None, None, {"cross_fit": "skipped: known out-of-scope validation tickets keep "
-                                                "their observed share only in a validation-only tuning set"})
-    else:
-        cf = cross_fit_topic_scores(
-            classifier, train_rows, label_level, topics, val_texts, y_val,
-            lambda m, texts: _raw_topic_proba(m, stub, texts), folds=folds,
-            calibration=th_cfg.get("calibration", "temperature"), seed=int(params.get("seed", 42)),
-            progress=progress)
+    # are not filtered by the out-of-scope cut-off, which can only make the bound stricter
+    cf = cross_fit_topic_scores(
+        classifier, train_rows, label_level, topics, val_texts, y_val,
+        lambda m, texts: _raw_topic_proba(m, stub, texts),
+        folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0,
+        calibration=th_cfg.get("calibration", "temperature"), seed=int(params.get("seed", 42)),
+        progress=progress, known_oos=bool(oos_texts))
     if cf.probs is not None:
         tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
         tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]
@@ -472,6 +462,8 @@ def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[st
 
 
 def _raw_topic_proba(classifier: Any, policy: Policy, texts: Sequence[str]) -> np.ndarray:
+    """Uncalibrated (n, len(policy.topics)) topic probabilities: fine labels summed into topics
+    where the classifier is fine-grained. Shared by Triage, build_bundle and cross-fitting."""
     raw = classifier.predict_proba(list(texts))
     if policy.fine_to_coarse:
         return aggregate_to_topics(raw, classifier.labels, policy.fine_to_coarse, policy.topics)

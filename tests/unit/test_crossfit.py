@@ -24,6 +24,7 @@ def test_skip_reasons_name_the_cause():
     assert skip_reason(tfidf, ["a"] * 10 + ["b"] * 10, 5) is None
     assert "off" in skip_reason(tfidf, ["a"] * 10 + ["b"] * 10, 0)
     assert "needs >= 10 per label" in skip_reason(tfidf, ["a"] * 10 + ["b"] * 9, 5)
+    assert "known out-of-scope" in skip_reason(tfidf, ["a"] * 10 + ["b"] * 10, 5, known_oos=True)
     setfit = build_classifier("setfit")
     assert "not cheap to refit" in skip_reason(setfit, ["a"] * 10 + ["b"] * 10, 5)
 

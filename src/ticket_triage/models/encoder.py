@@ -138,7 +138,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu", backend: str 
         return load_sentence_encoder(name, device)
     if backend not in BACKENDS:
         raise ValueError(f"encoder backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if resolve_device(device, fallback=True) != "cpu":
+    if (device or "cpu") != "cpu" and resolve_device(device, fallback=True) != "cpu":
         raise ValueError(f"backend {backend} runs on the CPU; use backend: torch for device {device!r}")
     if not name or name == DEFAULT_ENCODER:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

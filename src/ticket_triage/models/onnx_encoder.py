@@ -65,12 +65,11 @@ def _st_config(model_dir: Path) -> tuple[int, bool]:
 
 
 def _key(model_dir: Path, variant: str) -> str:
-    import onnxruntime
-    import torch
+    from importlib.metadata import version
 
     w = next((model_dir / f for f in ("model.safetensors", "pytorch_model.bin") if (model_dir / f).is_file()), None)
     stat = (w.stat().st_size, int(w.stat().st_mtime)) if w is not None else (0, 0)
-    raw = json.dumps([str(model_dir.resolve()), stat, variant, torch.__version__, onnxruntime.__version__])
+    raw = json.dumps([str(model_dir.resolve()), stat, variant, version("torch"), version("onnxruntime")])
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
