@@ -173,3 +173,27 @@ def test_text_is_cleaned_with_text_module_when_missing(store):
     item_id = store.enqueue(Ticket(id="x", subject="Card", body="Mail me at jane.doe@example.com"), dec())
     item = store.get(item_id)
     assert "jane.doe@example.com" not in item.text and "Card" in item.text
+
+
+def test_relative_sqlite_paths_are_anchored_to_the_project_root(tmp_path, monkeypatch):
+    """The service (run from serving/) and the review page (run from the root) must open the
+    same queue: a relative SQLite path in params.yaml is relative to the project root."""
+    from ticket_triage.review.store import ReviewStore, anchored_sqlite_url
+
+    root = tmp_path / "proj"
+    (root / "conf").mkdir(parents=True)
+    (root / "conf" / "config.yaml").write_text("defaults: []\n")
+    (root / "serving").mkdir()
+    want = f"sqlite:///{(root / 'var' / 'review.sqlite').resolve()}"
+    assert anchored_sqlite_url("sqlite:///var/review.sqlite", root) == want
+    monkeypatch.chdir(root / "serving")
+    assert anchored_sqlite_url("sqlite:///var/review.sqlite") == want
+    assert anchored_sqlite_url("sqlite:///var/r.sqlite?timeout=5").endswith("/proj/var/r.sqlite?timeout=5")
+    for same in ("sqlite:////abs/review.sqlite", "sqlite:///:memory:", "sqlite://",
+                 "postgresql+psycopg://u:p@db/triage"):
+        assert anchored_sqlite_url(same) == same
+    (root / "var").mkdir()
+    store = ReviewStore.from_config({"db_url": "sqlite:///var/review.sqlite"})
+    assert store.db_url == want and (root / "var" / "review.sqlite").is_file()
+    monkeypatch.chdir(tmp_path)  # no project above: left relative to the working directory
+    assert anchored_sqlite_url("sqlite:///var/review.sqlite") == "sqlite:///var/review.sqlite"

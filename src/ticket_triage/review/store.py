@@ -21,6 +21,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
@@ -294,6 +295,30 @@ def _day_start(ts: float) -> float:
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
+def anchored_sqlite_url(url: str, root: str | Path | None = None) -> str:
+    """``sqlite:///var/review.sqlite`` (a relative path) made absolute under the project root.
+
+    The service runs from ``serving/`` (``make serve``) and the review page and the feedback
+    stage from the root; relative to the working directory they would open two different
+    queues. ``root``: the project root (default: the folder with ``conf/config.yaml`` above the
+    working directory; where there is none, e.g. inside a Bento, the URL is left as it is).
+    Absolute paths, ``:memory:`` and other databases are returned unchanged."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return url
+    path, sep, query = url[len(prefix):].partition("?")
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return url
+    if root is None:
+        from ticket_triage.config import ConfigError, find_root
+
+        try:
+            root = find_root()
+        except ConfigError:
+            return url
+    return prefix + str((Path(root) / path).resolve()) + sep + query
+
+
 class ReviewStore:
     """The review queue on one database.
 
@@ -316,8 +341,9 @@ class ReviewStore:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "ReviewStore":
-        """Build from the ``review`` section of params.yaml (see conf/review/default.yaml)."""
-        return cls(cfg.get("db_url", "sqlite:///var/review.sqlite"),
+        """Build from the ``review`` section of params.yaml (see conf/review/default.yaml). A
+        relative SQLite path there is relative to the project root (:func:`anchored_sqlite_url`)."""
+        return cls(anchored_sqlite_url(cfg.get("db_url", "sqlite:///var/review.sqlite")),
                    claim_ttl_s=cfg.get("claim_ttl_s", 600),
                    max_seconds_per_item=cfg.get("max_seconds_per_item", 600),
                    busy_timeout_ms=cfg.get("busy_timeout_ms", 5000))
