@@ -391,8 +391,10 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
             oos_raw = _raw_topic_proba(classifier, stub, oos_texts)
             oos_scores = scorer.score(classifier.embed(list(oos_texts)), calibrator.transform(oos_raw))
         in_scores = scorer.score(val_emb[keep], cal[keep])
-        scorer.tune(in_scores, oos_scores, max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
+        ood_cut = scorer.tune(in_scores, oos_scores,
+                              max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
         ood_dict = scorer.to_dict()
+        ood_share = float(ood_cut.in_scope_flagged)
         # thresholds are tuned on what reaches them: tickets the out-of-scope cut-off lets through,
         # including the known out-of-scope ones it misses (counted as errors: y = -1)
         passed = np.ones(len(val_rows), dtype=bool)
@@ -407,6 +409,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
             tune_y = np.r_[tune_y, np.full(int(missed.sum()), -1)]
     else:
         tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
+        ood_share = 0.0
     # out-of-fold scores of the train split join the tuning set (ticket_triage.crossfit); they
     # are not filtered by the out-of-scope cut-off, which can only make the bound stricter
     cf = cross_fit_topic_scores(
@@ -419,8 +422,11 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
         tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]
         tune_y = np.r_[tune_y, cf.y_idx]
+    th_cfg["reserved_review_share"], reserved_info = _reserved_review_share(
+        th_cfg, ood_share, val_texts, params, taxonomy)
     thresholds = tune_thresholds(tune_conf, tune_pred, tune_y, topics, th_cfg)
     thresholds.info.update(cf.info)
+    thresholds.info["reserved_review"] = reserved_info
     (out / "threshold_report.json").write_text(json.dumps(
         thresholds.report(tune_conf, tune_pred, tune_y), indent=2, default=str))
     _fit_side_models(train_rows, params, out)
@@ -436,6 +442,29 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         cleaning_version=CLEANING_VERSION)
     (out / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2))
     return out
+
+
+def _reserved_review_share(th_cfg: Mapping[str, Any], ood_share: float, val_texts: Sequence[str],
+                           params: Mapping[str, Any], taxonomy: Taxonomy) -> tuple[float, dict[str, Any]]:
+    """The review share the confidence cut must leave to the other ways into the review band.
+
+    ``thresholds.reserved_review_share: auto`` (the default): the share of validation tickets
+    the out-of-scope cut-off flags plus the share a rule pins to review, so that the whole
+    review band, not only its low-confidence part, stays within ``review_capacity`` a day.
+    A number is taken as it is."""
+    from ticket_triage.rules import RuleSet
+
+    raw = th_cfg.get("reserved_review_share", "auto")
+    if raw is None or str(raw).lower() != "auto":
+        try:
+            return float(raw or 0.0), {"mode": "fixed", "share": float(raw or 0.0)}
+        except (TypeError, ValueError):
+            raise ValueError(f"thresholds.reserved_review_share must be a number or 'auto', got {raw!r}") from None
+    rules = RuleSet.from_config(dict(params.get("rules") or {"rules": []}), taxonomy=taxonomy)
+    texts = [t for t in val_texts if t.strip()]
+    pinned = sum(rules.apply(t).pinned_band == "review" for t in texts) / max(len(texts), 1)
+    share = float(ood_share) + float(pinned)
+    return share, {"mode": "auto", "share": share, "out_of_scope": float(ood_share), "rule_pinned": float(pinned)}
 
 
 def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[str, Any], out: Path) -> None:

@@ -35,7 +35,8 @@ Labels that cannot meet any of this get ``auto_route = None`` (never auto-route)
 
 Review threshold: the review band may hold at most ``review_capacity / tickets_per_day``
 (minus ``reserved_review_share``, the share the caller expects out-of-scope and pinned tickets
-to take) of validation tickets. A single global cut r is the highest confidence with
+to take; ``build_bundle`` measures it on validation when the config says ``auto``, which
+means 0 when this module is called on bare scores) of validation tickets. A single global cut r is the highest confidence with
 share(conf < r) <= that budget; each label's review threshold is min(r, its auto threshold).
 """
 
@@ -95,6 +96,15 @@ def _cfg(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         problems.append(f"target_precision must be in (0, 1), got {out['target_precision']}")
     if not 0.5 <= float(out["confidence"]) < 1.0:
         problems.append(f"confidence must be in [0.5, 1), got {out['confidence']}")
+    if str(out["reserved_review_share"]).lower() == "auto":
+        # measured by ticket_triage.inference.build_bundle, which knows the out-of-scope cut-off
+        # and the rules; on bare scores there is nothing else competing for the review band
+        out["reserved_review_share"] = 0.0
+    try:
+        if not 0.0 <= float(out["reserved_review_share"]) < 1.0:
+            problems.append(f"reserved_review_share must be in [0, 1), got {out['reserved_review_share']}")
+    except (TypeError, ValueError):
+        problems.append(f"reserved_review_share must be a number or 'auto', got {out['reserved_review_share']!r}")
     if float(out["tickets_per_day"]) <= 0:
         problems.append("tickets_per_day must be positive")
     for lab, band in out["pinned"].items():

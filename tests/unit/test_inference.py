@@ -62,3 +62,49 @@ def test_urgency_and_secondary_tag_models_ship_with_the_bundle(tmp_path, base_pa
     d1, d2 = tri.decide([{"text": lost["text"]}, {"text": other["text"]}])
     assert d1.urgency == "P1" and d2.urgency == "P3"
     assert "card_issue" in d1.secondary_tags and "money_movement" in d2.secondary_tags
+
+
+def test_review_capacity_is_shared_with_out_of_scope_and_pinned_tickets(base_params):
+    """reserved_review_share: auto leaves the confidence cut only what the out-of-scope cut-off
+    and the review-pinning rules do not already send to review on validation."""
+    import pytest
+
+    from ticket_triage.inference import _reserved_review_share
+    from ticket_triage.taxonomy import parse_taxonomy
+
+    tax = parse_taxonomy(base_params["taxonomy"])
+    texts = ["I want to file a GDPR request to delete all my personal data",  # legal_privacy: review
+             "My card payment is still pending", "How do I top up by bank transfer?",
+             "Which currencies can I exchange?", ""]
+    share, info = _reserved_review_share({"reserved_review_share": "auto"}, 0.03, texts, base_params, tax)
+    assert info["mode"] == "auto" and info["rule_pinned"] == pytest.approx(0.25)  # 1 of 4 non-empty
+    assert share == pytest.approx(0.28)
+    share, info = _reserved_review_share({"reserved_review_share": 0.01}, 0.03, texts, base_params, tax)
+    assert share == 0.01 and info["mode"] == "fixed"
+    with pytest.raises(ValueError, match="number or 'auto'"):
+        _reserved_review_share({"reserved_review_share": "lots"}, 0.0, texts, base_params, tax)
+
+
+def test_tuned_bundle_review_band_fits_the_capacity(tmp_path, base_params, small_rows):
+    """With a capacity of 2 tickets in 48 a day and one validation ticket pinned to review by a
+    rule, the confidence cut may send at most one more validation ticket to review."""
+    import copy
+
+    from ticket_triage.inference import build_bundle
+    from ticket_triage.models import build_classifier
+
+    params = copy.deepcopy(base_params)
+    params["thresholds"].update(tune=True, cross_fit_folds=0, tickets_per_day=48, review_capacity=2,
+                                reserved_review_share="auto")
+    rows = copy.deepcopy(small_rows)
+    rows[0]["text"] = "Please delete my personal data under GDPR. " + rows[0]["text"]
+    clf = build_classifier("tfidf_logreg", **{k: v for k, v in params["model"].items() if k != "family"})
+    clf.fit([r["text"] for r in rows], [r["topic"] for r in rows], progress=False)
+    bundle = build_bundle(clf, rows, rows, params, tmp_path / "b")
+    info = json.loads((bundle / "policy.json").read_text())["thresholds"]["info"]
+    reserved = info["reserved_review"]
+    assert reserved["mode"] == "auto" and reserved["rule_pinned"] >= 1 / len(rows)
+    assert info["review_budget_share"] == max(0.0, 2 / 48 - reserved["share"])
+    tri = Triage.load(bundle)
+    ds = tri.decide([{"text": r["text"]} for r in rows])
+    assert sum(d.band == "review" for d in ds) <= 2

@@ -81,6 +81,17 @@ def test_review_threshold_respects_capacity() -> None:
     share = np.mean([th.band("a", c)[0] == "review" for c in conf])
     assert 0.04 <= share <= 0.05
     assert all(th.review[lab] <= (th.auto_route[lab] or 1.0) for lab in th.labels)
+    # a share reserved for out-of-scope and pinned tickets comes off the confidence cut's budget
+    th = tune_thresholds(conf, pred, y, ["a", "b"], {**cfg, "reserved_review_share": 0.03})
+    share = np.mean([th.band("a", c)[0] == "review" for c in conf])
+    assert 0.01 <= share <= 0.02 and th.info["review_budget_share"] == pytest.approx(0.02)
+    # 'auto' is measured by build_bundle; on bare scores nothing else competes for the band
+    auto = tune_thresholds(conf, pred, y, ["a", "b"], {**cfg, "reserved_review_share": "auto"})
+    assert auto.info["review_budget_share"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="number or 'auto'"):
+        tune_thresholds(conf, pred, y, ["a", "b"], {**cfg, "reserved_review_share": "lots"})
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        tune_thresholds(conf, pred, y, ["a", "b"], {**cfg, "reserved_review_share": 1.5})
 
 
 def test_pinned_and_fixed_and_unknown() -> None:
