@@ -11,6 +11,9 @@ subject/body (or text) columns: by default BANKING77's test and train sets (13k 
 texts). Every request carries a ticket text the server has not seen in this run (after a
 full pass over the corpus a "(ref N)" suffix keeps them distinct), so the service's
 embedding cache never answers for the encoder: the figures are those of new traffic.
+The server keeps that cache between runs, so start a fresh server for every run; the script
+reads the cache size from /info/ready and warns (and records ``server_cache_entries_at_start``)
+when the server has already embedded tickets.
 """
 
 from __future__ import annotations
@@ -180,9 +183,14 @@ async def main_async(args: argparse.Namespace) -> dict:
         if r.status_code != 200:
             raise SystemExit(f"{args.url}/readyz answered {r.status_code}: start the service first")
         info = (await client.get("/info/ready")).json()
+        cached = int(info.get("embedding_cache_entries") or 0)
+        if cached:
+            print(f"warning: the server has already cached {cached} ticket embeddings; a previous run's "
+                  "texts will be cache hits: restart the server for figures of new traffic", file=sys.stderr)
         await single_run(client, tickets, 1, requests=10, duration=None)  # warm-up
         out: dict = {"url": args.url, "model_version": info.get("model_version"), "corpus_texts": len(tickets),
-                     "llm": (info.get("llm") or {}).get("enabled"), "single": []}
+                     "llm": (info.get("llm") or {}).get("enabled"), "server_cache_entries_at_start": cached,
+                "single": []}
         for c in (1, 8, 32):
             res = await single_run(client, tickets, c, requests=args.requests * max(1, c // 4), duration=None)
             out["single"].append(res)

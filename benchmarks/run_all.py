@@ -17,6 +17,8 @@ STEPS = [
     ["bench_ingest_clean.py"],
     ["bench_classifiers.py", "--families", "tfidf_logreg", "embed_logreg"],
     ["bench_policy.py"],
+    ["bench_ood.py"],
+    ["bench_decide.py"],  # needs a bundle: artifacts/train/winner after `make demo`
     ["bench_review.py", "--out", str(HERE / "results" / "review.json")],
     ["bench_eval.py"],
 ]

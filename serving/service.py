@@ -181,9 +181,14 @@ class TicketTriage:
 
     @info_app.get("/ready")
     def ready_info(self) -> dict[str, Any]:
-        """Model version, bundle source, LLM fallback on/off and its counters."""
+        """Model version, bundle source, LLM fallback on/off and its counters, and how many
+        ticket embeddings the process has cached (a load test on texts already cached measures
+        the cache, not the encoder)."""
+        from ticket_triage.models.encoder import EMBEDDING_CACHE
+
         info = dict(self.triage.describe())
         info.update(bundle=str(self.bundle), bundle_source=self.bundle_source,
+                    embedding_cache_entries=len(EMBEDDING_CACHE),
                     llm=({**self.llm.describe(), **self.llm.stats()} if self.llm else {"enabled": False}))
         return info
 

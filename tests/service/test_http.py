@@ -78,6 +78,7 @@ def test_classify_batch_and_ready_info(server, fake_llm):
     fake_llm.script("abstain")
     info = client.get("/info/ready").json()
     assert info["llm"]["enabled"] is True and info["model_version"]
+    assert isinstance(info["embedding_cache_entries"], int)
     r = client.post("/classify", json={"subject": "Transfer pending", "id": "T-9",
                                         "body": "My transfer to my friend is still pending."})
     assert r.status_code == 200, r.text

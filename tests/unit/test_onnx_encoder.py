@@ -67,3 +67,21 @@ def test_embed_logreg_saves_its_backend(tmp_path):
     assert loaded.params["backend"] == "onnx"
     assert type(loaded._encoder()).__name__ == "OnnxSentenceEncoder"
     np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-9)
+
+
+def test_embedding_cache_counts_and_bounds_its_entries(monkeypatch):
+    """The service reports len(EMBEDDING_CACHE) so load tests can tell cache hits from new traffic."""
+    import numpy as np
+
+    from ticket_triage.models.encoder import _EmbeddingCache
+
+    cache = _EmbeddingCache()
+    model = object()
+    assert len(cache) == 0
+    cache.put_many(model, True, ["a", "b", "c"], np.eye(3, dtype=np.float32))
+    assert len(cache) == 3 and cache.get_many(model, True, ["b", "z"])[1] is None
+    monkeypatch.setenv("TRIAGE_EMBED_CACHE", "2")
+    cache.put_many(model, True, ["d"], np.ones((1, 3), dtype=np.float32))
+    assert len(cache) == 2 and cache.get_many(model, True, ["a"]) == [None]  # oldest evicted
+    cache.clear()
+    assert len(cache) == 0

@@ -194,6 +194,9 @@ class _EmbeddingCache:
         with self._lock:
             self._d.clear()
 
+    def __len__(self) -> int:
+        return len(self._d)
+
 
 EMBEDDING_CACHE = _EmbeddingCache()
 
