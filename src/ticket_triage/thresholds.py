@@ -36,8 +36,9 @@ Labels that cannot meet any of this get ``auto_route = None`` (never auto-route)
 Review threshold: the review band may hold at most ``review_capacity / tickets_per_day``
 (minus ``reserved_review_share``, the share the caller expects out-of-scope and pinned tickets
 to take; ``build_bundle`` measures it on validation when the config says ``auto``, which
-means 0 when this module is called on bare scores) of validation tickets. A single global cut r is the highest confidence with
-share(conf < r) <= that budget; each label's review threshold is min(r, its auto threshold).
+means 0 when this module is called on bare scores) of validation tickets. A single global
+cut r is the highest confidence with share(conf < r) <= that budget; each label's review
+threshold is min(r, its auto threshold).
 """
 
 from __future__ import annotations
