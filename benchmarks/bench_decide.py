@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.bundle) / "policy.json").is_file():
         ap.error(f"{args.bundle} is not a model bundle: run `make demo` first or pass --bundle")
 
-    from ticket_triage.inference import Triage
+    from ticket_triage.decision.triage import Triage
     from ticket_triage.models.encoder import EMBEDDING_CACHE
     from ticket_triage.schema import Ticket
 

@@ -1,4 +1,4 @@
-"""Benchmark `triage eval run` (ticket_triage.continuous.run_continuous_eval) over 10,000
+"""Benchmark `triage eval run` (ticket_triage.monitoring.continuous.run_continuous_eval) over 10,000
 recent tickets.
 
 Recent traffic: BANKING77's published test.csv (3,080 texts) repeated with small variations
@@ -65,7 +65,7 @@ def make_recent(src: Path, n: int, out: Path, seed: int = 0) -> int:
 def train_tfidf_bundle(params: dict[str, Any], out: Path) -> Path:
     """A TF-IDF bundle trained on the project's train split, policy fitted on validation."""
     from ticket_triage.data import iter_jsonl
-    from ticket_triage.inference import build_bundle
+    from ticket_triage.decision.triage import build_bundle
     from ticket_triage.models import build_classifier
 
     split = Path(params["paths"]["split"])
@@ -87,7 +87,7 @@ def one_run(bundle: str, recent: str, out_dir: str, history_dir: str) -> dict[st
     os.chdir(ROOT)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ticket_triage.config import load_params
-    from ticket_triage.continuous import run_continuous_eval
+    from ticket_triage.monitoring.continuous import run_continuous_eval
 
     import resource
 

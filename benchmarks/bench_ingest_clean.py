@@ -46,7 +46,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from ticket_triage.data import clean_tickets
-    from ticket_triage.ingest import read_tickets
+    from ticket_triage.ingest.readers import read_tickets
     from ticket_triage.taxonomy import load_taxonomy
 
     tax = load_taxonomy(ROOT / "conf" / "taxonomy" / "banking77.yaml")

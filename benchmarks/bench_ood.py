@@ -7,7 +7,7 @@ ones; whatever the thresholds do afterwards, ``1 - (in-scope share flagged at 95
 bounds the in-scope share that can be auto-routed. This benchmark measures that bound for:
 
 * ``knn10`` / ``knn1``: 1 - mean cosine similarity to the k nearest training embeddings (the
-  library's ``ticket_triage.ood.OODScorer``, k=10 is the default);
+  library's ``ticket_triage.decision.ood.OODScorer``, k=10 is the default);
 * ``mahalanobis``: min class-conditional Mahalanobis distance, shared covariance with
   shrinkage 0.1 (Lee et al. 2018; Podolskiy et al. 2021);
 * ``oos_class``: probability of an extra ``oos`` class in a logistic regression trained on
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
     from ticket_triage.models.encoder import encode, load_encoder
-    from ticket_triage.ood import OODScorer
-    from ticket_triage.text import clean_text
+    from ticket_triage.decision.ood import OODScorer
+    from ticket_triage.text.clean import clean_text
 
     data = json.loads((SHARED / "clinc150" / "data_full.json").read_text())
     enc = load_encoder("default", "cpu", args.backend)

@@ -70,7 +70,7 @@ def _score(triage, rows):
 
 
 def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=None):
-    from ticket_triage.inference import build_bundle
+    from ticket_triage.decision.triage import build_bundle
     from ticket_triage.models import build_classifier
 
     hp = {k: v for k, v in params["model"].items() if k != "family"}
@@ -85,8 +85,8 @@ def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=No
 
 def bench_banking77(params, family, level, seed):
     from ticket_triage.data import clean_tickets
-    from ticket_triage.ingest import read_tickets
-    from ticket_triage.inference import Triage
+    from ticket_triage.ingest.readers import read_tickets
+    from ticket_triage.decision.triage import Triage
     from ticket_triage.taxonomy import parse_taxonomy
 
     tax = parse_taxonomy(params["taxonomy"])
@@ -106,7 +106,7 @@ def bench_banking77(params, family, level, seed):
 
 
 def bench_clinc150(params, family, seed):
-    from ticket_triage.inference import Triage
+    from ticket_triage.decision.triage import Triage
 
     data = json.loads((SHARED / "clinc150" / "data_full.json").read_text())
     intents = sorted({lab for _, lab in data["train"]})

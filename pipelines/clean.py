@@ -1,10 +1,10 @@
-"""DVC stage `clean`: see ticket_triage.pipeline.run_clean."""
+"""DVC stage `clean`: see ticket_triage.stages.run_clean."""
 
 import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.pipeline import run_clean
+from ticket_triage.stages import run_clean
 
 
 def main() -> int:

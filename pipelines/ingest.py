@@ -1,10 +1,10 @@
-"""DVC stage `ingest`: see ticket_triage.pipeline.run_ingest."""
+"""DVC stage `ingest`: see ticket_triage.stages.run_ingest."""
 
 import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.pipeline import run_ingest
+from ticket_triage.stages import run_ingest
 
 
 def main() -> int:

@@ -1,11 +1,11 @@
 """DVC stage `monitor`: continuous evaluation of the champion (same as `triage eval run`).
-See ticket_triage.continuous.run_continuous_eval."""
+See ticket_triage.monitoring.continuous.run_continuous_eval."""
 
 import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.continuous import run_continuous_eval
+from ticket_triage.monitoring.continuous import run_continuous_eval
 
 
 def main() -> int:

@@ -1,11 +1,11 @@
-"""DVC stage `package` (`make bento`): see ticket_triage.packaging.run_package."""
+"""DVC stage `package` (`make bento`): see ticket_triage.service.packaging.run_package."""
 
 import json
 import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.packaging import run_package
+from ticket_triage.service.packaging import run_package
 
 
 def main() -> int:

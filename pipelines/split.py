@@ -1,10 +1,10 @@
-"""DVC stage `split`: see ticket_triage.pipeline.run_split."""
+"""DVC stage `split`: see ticket_triage.stages.run_split."""
 
 import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.pipeline import run_split
+from ticket_triage.stages import run_split
 
 
 def main() -> int:

@@ -1,16 +1,16 @@
-"""BentoML service: HTTP in front of ``ticket_triage.inference.Triage``. Glue only.
+"""BentoML service: HTTP in front of ``ticket_triage.decision.triage.Triage``. Glue only.
 
     bentoml serve serving.service:TicketTriage --host 127.0.0.1 --port 3000
 
 Endpoints: POST /classify (one ticket), POST /classify_batch (up to 1,000 tickets),
 GET /info/ready (model version, LLM fallback on/off), BentoML's /livez /healthz /readyz and
-/metrics (with the ``triage_*`` metrics of ``ticket_triage.service_metrics``), OpenAPI docs at /.
-Mounted (``ticket_triage.deploy``, built on first request): the review page at /review/ and
+/metrics (with the ``triage_*`` metrics of ``ticket_triage.service.metrics``), OpenAPI docs at /.
+Mounted (``ticket_triage.service.mounts``, built on first request): the review page at /review/ and
 the helpdesk webhooks at /webhooks/<provider>; review-band decisions feed the review queue.
 
 Bundle: env ``TRIAGE_BUNDLE``, else the Bento's ``ticket-triage:latest`` model, else the MLflow
-alias ``champion`` (see ``ticket_triage.service_metrics.resolve_bundle``). LLM fallback:
-``ticket_triage.llm.serving_llm_config`` (``TRIAGE_LLM_CONFIG`` / params.yaml / env overrides).
+alias ``champion`` (see ``ticket_triage.service.metrics.resolve_bundle``). LLM fallback:
+``ticket_triage.decision.llm.serving_llm_config`` (``TRIAGE_LLM_CONFIG`` / params.yaml / env overrides).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import bentoml
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ticket_triage.batching import MicroBatcher
-from ticket_triage.deploy import (enqueue_for_review, lazy_asgi, review_app, service_classify,
+from ticket_triage.service.batching import MicroBatcher
+from ticket_triage.service.mounts import (enqueue_for_review, lazy_asgi, review_app, service_classify,
                                   webhooks_app)
-from ticket_triage.service_metrics import (
+from ticket_triage.service.metrics import (
     MAX_BATCH,
     MAX_BODY_CHARS,
     MAX_SUBJECT_CHARS,
@@ -127,8 +127,8 @@ class TicketTriage:
     """Support-ticket triage: rules, calibrated classifier, two thresholds, LLM fallback."""
 
     def __init__(self, bundle_dir: str | None = None) -> None:
-        from ticket_triage.inference import Triage
-        from ticket_triage.llm import LLMFallback, serving_llm_config
+        from ticket_triage.decision.triage import Triage
+        from ticket_triage.decision.llm import LLMFallback, serving_llm_config
         from ticket_triage.taxonomy import load_taxonomy
 
         env = None if bundle_dir is None else {"TRIAGE_BUNDLE": str(bundle_dir)}
@@ -195,7 +195,7 @@ class TicketTriage:
 
 TicketTriage.add_asgi_middleware(RequestSizeLimit)
 
-# Built on first request (no database or params touched at import); see ticket_triage.deploy.
+# Built on first request (no database or params touched at import); see ticket_triage.service.mounts.
 TicketTriage.mount_asgi_app(lazy_asgi(review_app, name="review page"), path="/review")
 TicketTriage.mount_asgi_app(lazy_asgi(lambda: webhooks_app(service_classify), name="helpdesk webhooks"),
                             path="/webhooks")

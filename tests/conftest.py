@@ -36,7 +36,7 @@ def base_params() -> dict:
 def small_rows(base_params) -> list[dict]:
     """tests/fixtures/tickets_small.csv, ingested and cleaned (48 tickets, 4 topics)."""
     from ticket_triage.data import clean_tickets
-    from ticket_triage.ingest import read_tickets
+    from ticket_triage.ingest.readers import read_tickets
     from ticket_triage.taxonomy import parse_taxonomy
 
     tickets, rejected, _ = read_tickets(FIXTURES / "tickets_small.csv", "csv",
@@ -52,7 +52,7 @@ def tiny_bundle(tmp_path_factory, base_params, small_rows) -> Path:
     """A loadable model bundle (TF-IDF, fixed 0.85/0.6 thresholds) trained on the fixture."""
     import copy
 
-    from ticket_triage.inference import build_bundle
+    from ticket_triage.decision.triage import build_bundle
     from ticket_triage.models import build_classifier
 
     params = copy.deepcopy(base_params)

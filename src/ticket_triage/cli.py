@@ -62,7 +62,7 @@ def _load_mapping(path: str | None) -> tuple[dict | None, dict]:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ticket_triage.ingest import IngestError, ingest
+    from ticket_triage.ingest.readers import IngestError, ingest
 
     mapping, cfg = _load_mapping(args.mapping)
     defaults = {k: cfg[k] for k in ("channel", "language") if cfg.get(k)}
@@ -94,11 +94,11 @@ def _resolve_bundle(bundle: str | None, alias: str) -> Path:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from ticket_triage.inference import Triage
+    from ticket_triage.decision.triage import Triage
 
     tickets: list[dict[str, Any]] = []
     if args.file:
-        from ticket_triage.ingest import read_tickets
+        from ticket_triage.ingest.readers import read_tickets
 
         fmt = args.format or Path(args.file).suffix.lstrip(".") or "csv"
         mapping, _ = _load_mapping(args.mapping)
@@ -155,7 +155,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
-    from ticket_triage.feedback import export_corrections, feedback_report, format_report
+    from ticket_triage.review.feedback import export_corrections, feedback_report, format_report
     from ticket_triage.review.store import ReviewStore
 
     cfg = _review_cfg(args)
@@ -173,7 +173,7 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ticket_triage.config import load_params
-    from ticket_triage.continuous import run_continuous_eval
+    from ticket_triage.monitoring.continuous import run_continuous_eval
 
     result = run_continuous_eval(load_params(), bundle_dir=args.bundle)
     print(json.dumps(result, indent=2, default=str))

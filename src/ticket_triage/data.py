@@ -105,11 +105,11 @@ def clean_tickets(
     """Clean, relabel and de-duplicate. Returns (kept, set_aside, rejected, report).
 
     Each kept row is ``Ticket.to_dict()`` plus ``label_fine`` (the source tag behind the
-    topic). ``text`` is the cleaned, redacted text from :func:`ticket_triage.text.clean_text`,
+    topic). ``text`` is the cleaned, redacted text from :func:`ticket_triage.text.clean.clean_text`,
     the same function the service and the LLM call use.
     """
-    from ticket_triage.language import detect_language
-    from ticket_triage.text import CLEANING_VERSION, clean_text
+    from ticket_triage.text.language import detect_language
+    from ticket_triage.text.clean import CLEANING_VERSION, clean_text
 
     cfg = dict(cfg or {})
     report = CleanReport(tickets_in=len(tickets), cleaning_version=CLEANING_VERSION)

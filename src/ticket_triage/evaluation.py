@@ -90,8 +90,7 @@ def write_plots(detail: Mapping[str, Any], topics: Sequence[str], out_dir: str |
                 target_precision: float | None = 0.99) -> list[Path]:
     """Confusion matrix, reliability diagram and coverage-vs-precision curve: PNGs, each with
     the CSV beside it (``<name>.csv``) that ``dvc plots`` reads."""
-    from ticket_triage import plots
-
+    from ticket_triage.monitoring import plots
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = sorted(set(topics) | set(detail["y_true"]))
@@ -115,7 +114,7 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
     """Evaluate the sweep winner once on the test split and on the frozen held-out set, log
     it to MLflow and register it as ``ticket-triage`` with alias ``challenger``."""
     from ticket_triage import tracking
-    from ticket_triage.inference import Triage
+    from ticket_triage.decision.triage import Triage
 
     paths = params["paths"]
     bundle = Path(bundle_dir or Path(paths["train"]) / "winner")

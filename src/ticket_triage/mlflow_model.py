@@ -1,7 +1,7 @@
 """MLflow pyfunc flavour of a ticket-triage bundle, logged as "models from code".
 
 MLflow loads this file (no pickled Python object is stored), then ``load_context`` loads the
-bundle through :meth:`ticket_triage.inference.Triage.load` - the same decision code the
+bundle through :meth:`ticket_triage.decision.triage.Triage.load` - the same decision code the
 service uses. Input: a DataFrame with ``subject`` and ``body`` (optional ``id``); output: one
 row per ticket with topic, confidence, band, urgency, reason and source.
 """
@@ -14,7 +14,7 @@ from mlflow.pyfunc import PythonModel
 
 class TriagePyfunc(PythonModel):
     def load_context(self, context):
-        from ticket_triage.inference import Triage
+        from ticket_triage.decision.triage import Triage
 
         self.triage = Triage.load(context.artifacts["bundle"])
 

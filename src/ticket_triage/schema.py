@@ -1,7 +1,7 @@
 """The canonical records every stage, the service and the review queue share.
 
 ``Ticket`` is what ingest produces from any export (CSV, JSONL, Parquet, Zendesk, Intercom,
-Front). ``Decision`` is what the decision policy (``ticket_triage.inference.Triage``) returns
+Front). ``Decision`` is what the decision policy (``ticket_triage.decision.triage.Triage``) returns
 for a ticket, and what the service, the review queue, the helpdesk adapters and the evaluator
 consume. Both serialise to plain JSON dicts (``to_dict`` / ``from_dict``).
 """

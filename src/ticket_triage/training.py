@@ -77,7 +77,7 @@ def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
 
 
 def _labels(rows: Sequence[Mapping[str, Any]], level: str) -> list[str]:
-    from ticket_triage.crossfit import label_of
+    from ticket_triage.decision.crossfit import label_of
 
     return [label_of(r, level) for r in rows]
 
@@ -87,7 +87,7 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
                     ) -> tuple[Path, dict[str, float], dict[str, Any]]:
     """Fit one candidate, build its bundle, score it on validation through Triage.decide."""
     from ticket_triage.evaluation import score_split
-    from ticket_triage.inference import Triage, build_bundle
+    from ticket_triage.decision.triage import Triage, build_bundle
     from ticket_triage.models import build_classifier
     from ticket_triage.models.base import check_training_data
 

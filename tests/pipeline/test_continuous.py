@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ticket_triage.continuous import (
+from ticket_triage.monitoring.continuous import (
     EmbeddingCache,
     feedback_rows,
     read_tickets_file,
@@ -206,7 +206,7 @@ def test_embedding_cache_embeds_each_text_once():
 def test_reference_rows_reuse_the_bundles_training_embeddings(tmp_path):
     from types import SimpleNamespace
 
-    from ticket_triage.continuous import ContinuousConfig, reference_rows
+    from ticket_triage.monitoring.continuous import ContinuousConfig, reference_rows
 
     clf = _FakeClf()
     nb = SimpleNamespace(texts=["t one", "t two", "t three"], emb=np.eye(3, 2, dtype=np.float32))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ticket_triage.drift import DriftConfig, drift_report
+from ticket_triage.monitoring.drift import DriftConfig, drift_report
 
 DATA = Path("/work/shared/datasets/github-issues/train.csv")
 pytestmark = pytest.mark.skipif(not DATA.is_file(), reason=f"{DATA} not available (shared datasets not mounted)")

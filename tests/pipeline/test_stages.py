@@ -32,7 +32,7 @@ def params(tmp_path, base_params, monkeypatch):
 
 
 def test_data_stages_conserve_counts(params, tmp_path):
-    from ticket_triage.pipeline import run_clean, run_ingest, run_split
+    from ticket_triage.stages import run_clean, run_ingest, run_split
 
     ing = run_ingest(params, metrics_path=tmp_path / "m" / "ingest.json")
     assert ing["rows_in"] == ing["tickets_out"] + ing["rejected"] == 48
@@ -52,7 +52,7 @@ def test_sweep_evaluate_promote(params, tmp_path):
 
     from ticket_triage import tracking
     from ticket_triage.evaluation import run_evaluate, run_promote
-    from ticket_triage.pipeline import run_clean, run_ingest, run_split
+    from ticket_triage.stages import run_clean, run_ingest, run_split
     from ticket_triage.training import run_sweep
 
     run_ingest(params, metrics_path=tmp_path / "m" / "i.json")
@@ -94,7 +94,7 @@ def test_sweep_evaluate_promote(params, tmp_path):
     assert str(tracking.alias_version("challenger").version) == ev2["registered_version"]
 
     # the champion loads back from the registry through the same decision code
-    from ticket_triage.inference import Triage
+    from ticket_triage.decision.triage import Triage
 
     bundle = tracking.download_bundle("champion", dst=tmp_path / "dl")
     d = Triage.load(bundle).decide_one({"subject": "", "body": "my transfer is still pending"})

@@ -36,7 +36,7 @@ def server(tiny_bundle, fake_llm, tmp_path_factory, free_port, write_llm_config)
     env = {**os.environ, "TRIAGE_BUNDLE": str(tiny_bundle), "TRIAGE_LLM_ENABLED": "true",
            "TRIAGE_LLM_BASE_URL": fake_llm.base_url, "TRIAGE_LLM_CONFIG": str(cfg),
            "BENTOML_HOME": str(tmp / "bentoml"), "HF_HUB_OFFLINE": "1",
-           "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT)}
+           "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     env.pop("TRIAGE_LLM_API_KEY", None)
     env.pop("OPENAI_API_KEY", None)
     log = (tmp / "serve.log").open("w")

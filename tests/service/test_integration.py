@@ -1,5 +1,5 @@
 """One process deploys: the review page, the helpdesk webhooks and the review-queue feed
-(``ticket_triage.deploy``) mounted in the BentoML service.
+(``ticket_triage.service.mounts``) mounted in the BentoML service.
 
 Instantiate-level tests call ``TicketTriage`` and the lazily built ASGI apps in process, with
 a temp SQLite review database (``$TRIAGE_PARAMS`` points at a params file in ``tmp_path``).
@@ -27,9 +27,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from ticket_triage import deploy
+from ticket_triage.service import mounts as deploy
 from ticket_triage.config import write_params
-from ticket_triage.feedback import should_audit
+from ticket_triage.review.feedback import should_audit
 from ticket_triage.helpdesk.zendesk import sign
 from ticket_triage.review.store import ReviewStore
 from ticket_triage.schema import Decision
@@ -134,10 +134,10 @@ def test_service_mounts_lazy_apps_at_review_and_webhooks():
 
 def test_importing_the_service_reads_no_params_and_opens_no_database(tmp_path):
     db = tmp_path / "never.sqlite"
-    code = ("import serving.service, ticket_triage.deploy as d; "
+    code = ("import serving.service, ticket_triage.service.mounts as d; "
             "assert d._SHARED.params is None and d._SHARED.store is None, 'work at import'")
     env = {**os.environ, "TRIAGE_PARAMS": str(tmp_path / "missing-params.yaml"),
-           "TRIAGE_REVIEW_DB_URL": f"sqlite:///{db}", "PYTHONPATH": str(ROOT),
+           "TRIAGE_REVIEW_DB_URL": f"sqlite:///{db}", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
            "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(tmp_path / "bentoml")}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=120)
@@ -387,7 +387,7 @@ def served(tiny_bundle, base_params, tmp_path_factory, free_port):
     env.update({"TRIAGE_BUNDLE": str(tiny_bundle), "TRIAGE_LLM_ENABLED": "false",
                 "TRIAGE_PARAMS": str(params), "TRIAGE_REVIEWERS": REVIEWERS,
                 "ZENDESK_WEBHOOK_SECRET": SECRET, "BENTOML_HOME": str(tmp / "bentoml"),
-                "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(ROOT)})
+                "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])})
     port = free_port()
     log_path = tmp / "serve.log"
     log = log_path.open("w")

@@ -7,7 +7,7 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from ticket_triage.llm import LLMResult, combine, load_llm_config
+from ticket_triage.decision.llm import LLMResult, combine, load_llm_config
 from ticket_triage.schema import BANDS
 
 TRANSFER = {"subject": "Transfer still pending",

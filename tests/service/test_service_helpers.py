@@ -1,4 +1,4 @@
-"""ticket_triage.service_metrics: request size limit, bundle resolution, metrics deltas."""
+"""ticket_triage.service.metrics: request size limit, bundle resolution, metrics deltas."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ticket_triage.service_metrics import RequestSizeLimit, TriageMetrics, get_metrics, resolve_bundle
+from ticket_triage.service.metrics import RequestSizeLimit, TriageMetrics, get_metrics, resolve_bundle
 
 
 def _echo_app():

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from ticket_triage.batching import MicroBatcher
+from ticket_triage.service.batching import MicroBatcher
 
 
 def test_concurrent_calls_are_coalesced_and_results_routed_back():

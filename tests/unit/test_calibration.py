@@ -1,4 +1,4 @@
-"""Unit tests for ticket_triage.calibration on a synthetic over-confident model."""
+"""Unit tests for ticket_triage.decision.calibration on a synthetic over-confident model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ticket_triage.calibration import (Calibrator, choose_calibrator, expected_calibration_error,
+from ticket_triage.decision.calibration import (Calibrator, choose_calibrator, expected_calibration_error,
                                        fit_calibrator, reliability_curve)
 
 

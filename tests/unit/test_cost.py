@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ticket_triage.cost import CostConfig, cost_report, decision_path
+from ticket_triage.monitoring.cost import CostConfig, cost_report, decision_path
 
 CFG = {"classical_per_1k_tickets": 0.02, "rules_per_1k_tickets": 0.0, "llm_input_per_1m_tokens": 0.15,
        "llm_output_per_1m_tokens": 0.60, "llm_input_tokens_per_call": 900, "llm_output_tokens_per_call": 60,

@@ -1,4 +1,4 @@
-"""Cross-fitted tuning scores (ticket_triage.crossfit) and their use in build_bundle."""
+"""Cross-fitted tuning scores (ticket_triage.decision.crossfit) and their use in build_bundle."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from ticket_triage.crossfit import cross_fit_topic_scores, skip_reason
-from ticket_triage.inference import _raw_topic_proba, Policy, build_bundle
+from ticket_triage.decision.crossfit import cross_fit_topic_scores, skip_reason
+from ticket_triage.decision.triage import _raw_topic_proba, Policy, build_bundle
 from ticket_triage.models import build_classifier
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ticket_triage import drift as D
-
+from ticket_triage.monitoring import drift as D
 CFG = D.DriftConfig.from_dict({"max_threads": 1})
 
 

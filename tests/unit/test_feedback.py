@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ticket_triage.feedback import (clopper_pearson_interval, export_corrections, feedback_report,
+from ticket_triage.review.feedback import (clopper_pearson_interval, export_corrections, feedback_report,
                                     format_report, merge_feedback, queue_for_review, should_audit,
                                     wilson_interval)
 from ticket_triage.review.store import ReviewStore

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from ticket_triage.inference import Triage, aggregate_to_topics
+from ticket_triage.decision.triage import Triage, aggregate_to_topics
 
 
 def test_aggregate_fine_to_topics():
@@ -40,7 +40,7 @@ def test_urgency_and_secondary_tag_models_ship_with_the_bundle(tmp_path, base_pa
     """Where the history carries urgency and several tags per ticket, the bundle learns both."""
     import copy
 
-    from ticket_triage.inference import build_bundle
+    from ticket_triage.decision.triage import build_bundle
     from ticket_triage.models import build_classifier
 
     rows = copy.deepcopy(small_rows) * 3  # 144 rows: enough for the side models
@@ -69,7 +69,7 @@ def test_review_capacity_is_shared_with_out_of_scope_and_pinned_tickets(base_par
     and the review-pinning rules do not already send to review on validation."""
     import pytest
 
-    from ticket_triage.inference import _reserved_review_share
+    from ticket_triage.decision.triage import _reserved_review_share
     from ticket_triage.taxonomy import parse_taxonomy
 
     tax = parse_taxonomy(base_params["taxonomy"])
@@ -90,7 +90,7 @@ def test_tuned_bundle_review_band_fits_the_capacity(tmp_path, base_params, small
     rule, the confidence cut may send at most one more validation ticket to review."""
     import copy
 
-    from ticket_triage.inference import build_bundle
+    from ticket_triage.decision.triage import build_bundle
     from ticket_triage.models import build_classifier
 
     params = copy.deepcopy(base_params)

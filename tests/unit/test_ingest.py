@@ -1,4 +1,4 @@
-"""Tests for ticket_triage.ingest: every export format, every bad-input path, counts conserved."""
+"""Tests for ticket_triage.ingest.readers: every export format, every bad-input path, counts conserved."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ticket_triage.ingest import (
+from ticket_triage.ingest.readers import (
     REASONS,
     IngestError,
     IngestReport,

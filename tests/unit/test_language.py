@@ -1,4 +1,4 @@
-"""Tests for ticket_triage.language.detect_language."""
+"""Tests for ticket_triage.text.language.detect_language."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ticket_triage.language import LANGUAGES, UNDETERMINED, detect_language
-from ticket_triage.text import clean_text
+from ticket_triage.text.language import LANGUAGES, UNDETERMINED, detect_language
+from ticket_triage.text.clean import clean_text
 
 HELPDESK_CSV = Path("/work/shared/datasets/helpdesk-synthetic/tickets.csv")
 

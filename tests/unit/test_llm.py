@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the fake
 
 from fakes.openai_server import FakeOpenAI  # noqa: E402
 
-from ticket_triage.llm import (  # noqa: E402
+from ticket_triage.decision.llm import (  # noqa: E402
     LLMConfig,
     LLMConfigError,
     LLMFallback,

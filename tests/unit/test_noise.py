@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ticket_triage.noise import audit_labels, confident_joint, cross_val_proba, overlapping_label_pairs
+from ticket_triage.monitoring.noise import audit_labels, confident_joint, cross_val_proba, overlapping_label_pairs
 
 
 def test_confident_joint_hand_computed():

@@ -1,4 +1,4 @@
-"""Unit tests for ticket_triage.ood on synthetic clusters."""
+"""Unit tests for ticket_triage.decision.ood on synthetic clusters."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ticket_triage.ood import OODScorer, tune_cutoff
+from ticket_triage.decision.ood import OODScorer, tune_cutoff
 
 
 def clusters(seed: int = 0, dim: int = 32):
@@ -72,7 +72,7 @@ def test_precomputed_similarities_give_the_same_scores():
     """Triage.decide computes one similarity matrix for explanations and the scorer."""
     import numpy as np
 
-    from ticket_triage.ood import OODScorer
+    from ticket_triage.decision.ood import OODScorer
 
     rng = np.random.default_rng(0)
     train = rng.normal(size=(300, 16)).astype(np.float32)

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from ticket_triage import plots
-
+from ticket_triage.monitoring import plots
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -23,7 +22,7 @@ def _valid_png(path):
 
 
 def test_import_does_not_load_matplotlib():
-    code = "import sys, ticket_triage.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, ticket_triage.monitoring.plots; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ticket_triage.reports import failure_catalog, render_failure_catalog
+from ticket_triage.monitoring.reports import failure_catalog, render_failure_catalog
 
 
 def _rows():

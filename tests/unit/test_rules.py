@@ -1,4 +1,4 @@
-"""Unit tests for ticket_triage.rules (inline configs plus the shipped banking rules)."""
+"""Unit tests for ticket_triage.decision.rules (inline configs plus the shipped banking rules)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ticket_triage.rules import RuleError, RuleSet, keyword_to_regex
+from ticket_triage.decision.rules import RuleError, RuleSet, keyword_to_regex
 from ticket_triage.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Tests for ticket_triage.text: the one cleaning function and PII redaction."""
+"""Tests for ticket_triage.text.clean: the one cleaning function and PII redaction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ticket_triage.text import (
+from ticket_triage.text.clean import (
     CLEANING_VERSION,
     clean_subject,
     clean_text,
@@ -452,7 +452,7 @@ def test_bad_input_never_raises(subject, body):
 
 
 def test_internal_failure_falls_back_to_minimal_redacted_cleaning(monkeypatch):
-    import ticket_triage.text as text_module
+    import ticket_triage.text.clean as text_module
 
     def broken(text: str) -> str:
         raise RuntimeError("boom")

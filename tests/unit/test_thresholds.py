@@ -1,4 +1,4 @@
-"""Unit tests for ticket_triage.thresholds with synthetic scores whose answer is known."""
+"""Unit tests for ticket_triage.decision.thresholds with synthetic scores whose answer is known."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ticket_triage.thresholds import Thresholds, cp_lower, cp_upper, tune_thresholds
+from ticket_triage.decision.thresholds import Thresholds, cp_lower, cp_upper, tune_thresholds
 
 CFG = {"tune": True, "target_precision": 0.99, "confidence": 0.95, "min_support": 10,
        "tickets_per_day": 10000, "review_capacity": 100, "pinned": {}}

@@ -1,10 +1,10 @@
-"""Unit tests for ticket_triage.urgency."""
+"""Unit tests for ticket_triage.decision.urgency."""
 
 from __future__ import annotations
 
 import pytest
 
-from ticket_triage.urgency import UrgencyModel, resolve_urgency
+from ticket_triage.decision.urgency import UrgencyModel, resolve_urgency
 
 
 @pytest.mark.parametrize("rule,model,default,expected", [

@@ -261,7 +261,7 @@ class HelpdeskAdapter(ABC):
             return t.text
         if self._clean is not None:
             return self._clean(t.subject, t.body)
-        from ticket_triage.text import clean_text
+        from ticket_triage.text.clean import clean_text
 
         return clean_text(t.subject, t.body, redact=True)
 
@@ -315,7 +315,7 @@ class HelpdeskAdapter(ABC):
                                f"{len(tickets)} tickets")
         rep.classified = len(tickets)
         review_pairs, audit_pairs = [], []
-        from ticket_triage.feedback import should_audit
+        from ticket_triage.review.feedback import should_audit
 
         for inc, d in zip(to_classify, decisions):
             key = keys[id(inc)]

@@ -285,7 +285,7 @@ def redacted_text(ticket: Ticket) -> str:
     """The text shown in the queue: ``ticket.text`` when cleaned, else ``clean_text(...)``."""
     if ticket.text:
         return ticket.text
-    from ticket_triage.text import clean_text  # lazy: another module, may load resources
+    from ticket_triage.text.clean import clean_text  # lazy: another module, may load resources
 
     return clean_text(ticket.subject, ticket.body, redact=True)
 

@@ -97,7 +97,7 @@ class CostReport:
 
     def plot(self, path: str | Path) -> Path:
         """Bar chart of the monthly cost per path against the all-LLM baseline."""
-        from ticket_triage.plots import plot_cost_bars
+        from ticket_triage.monitoring.plots import plot_cost_bars
 
         return plot_cost_bars(self.per_path.set_index("path")["monthly_cost"].to_dict(), path,
                               baseline=self.monthly_all_llm)

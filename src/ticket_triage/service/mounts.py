@@ -12,7 +12,7 @@ Nothing happens at import time. Each piece is built on first use, once per proce
   ``params["helpdesk"]`` with its outbox worker, or a 503 app naming the config key / env var
   to set when webhooks are off.
 * :func:`enqueue_for_review` puts the API's review-band decisions, and a deterministic audit
-  sample of auto-routed ones, into the review queue (:func:`ticket_triage.feedback.queue_for_review`).
+  sample of auto-routed ones, into the review queue (:func:`ticket_triage.review.feedback.queue_for_review`).
   It never raises: failures are logged and counted in ``triage_review_enqueue_total{outcome="error"}``.
 
 All three share one :class:`~ticket_triage.review.store.ReviewStore` per process
@@ -389,7 +389,7 @@ class ReviewFeed:
             something to enqueue (most requests never open the database).
         bands: bands that go to the queue (``review``).
         audit_share, audit_seed: the deterministic audit sample of ``auto_route`` decisions
-            (:func:`ticket_triage.feedback.should_audit`).
+            (:func:`ticket_triage.review.feedback.should_audit`).
     """
 
     def __init__(self, store: "ReviewStore | Callable[[], ReviewStore]", *,
@@ -420,7 +420,7 @@ class ReviewFeed:
     def __call__(self, tickets: Sequence[Ticket | Mapping[str, Any]],
                  decisions: Sequence[Decision | Mapping[str, Any]]) -> dict[str, int]:
         """Enqueue what qualifies (at most one write per kind); raises on store errors."""
-        from ticket_triage.feedback import queue_for_review, should_audit
+        from ticket_triage.review.feedback import queue_for_review, should_audit
 
         if not self.enabled:
             return {"review": 0, "audit": 0}

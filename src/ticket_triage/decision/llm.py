@@ -6,7 +6,7 @@ chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server ...) for one taxonomy topi
 ``abstain``). It never raises for endpoint trouble (timeout, 5xx, 429, connection refused,
 malformed JSON): it returns an abstaining :class:`LLMResult` with ``error`` set, within
 ``timeout_s`` overall. Around the call: PII redaction of everything sent (defence in depth, on
-top of :func:`ticket_triage.text.clean_text`), an LRU response cache, a daily budget cap, a
+top of :func:`ticket_triage.text.clean.clean_text`), an LRU response cache, a daily budget cap, a
 circuit breaker, retries with backoff honouring ``Retry-After``, and per-call cost accounting.
 
 :func:`combine` is the rule that merges the model's band with the LLM's answer.
@@ -314,7 +314,7 @@ def combine(model_band: str, model_topic: str | None, llm_result: LLMResult | No
 # --------------------------------------------------------------------------------------
 
 def _redact(text: str) -> str:
-    from ticket_triage.text import redact_pii
+    from ticket_triage.text.clean import redact_pii
 
     return redact_pii(text)
 

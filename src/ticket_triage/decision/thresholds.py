@@ -98,7 +98,7 @@ def _cfg(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     if not 0.5 <= float(out["confidence"]) < 1.0:
         problems.append(f"confidence must be in [0.5, 1), got {out['confidence']}")
     if str(out["reserved_review_share"]).lower() == "auto":
-        # measured by ticket_triage.inference.build_bundle, which knows the out-of-scope cut-off
+        # measured by ticket_triage.decision.triage.build_bundle, which knows the out-of-scope cut-off
         # and the rules; on bare scores there is nothing else competing for the review band
         out["reserved_review_share"] = 0.0
     try:

@@ -8,7 +8,7 @@ only the building blocks in ``evaluation`` / ``metrics`` / ``drift`` / ``noise``
    audit samples exported to ``data/feedback``) through ``Triage.decide``
    (:func:`ticket_triage.evaluation.score_split`);
 2. decides recent unlabelled traffic and compares it with training tickets
-   (:func:`ticket_triage.drift.drift_report`: predicted topic, confidence, out-of-scope
+   (:func:`ticket_triage.monitoring.drift.drift_report`: predicted topic, confidence, out-of-scope
    flag, embeddings when the model family has them, emerging vocabulary);
 3. compares the held-out predictions with the previous run kept in
    ``eval/history/<UTC timestamp>.json`` (bootstrap intervals on the deltas of accuracy,
@@ -198,7 +198,7 @@ def feedback_rows(feedback_dir: str | Path) -> list[dict[str, Any]]:
     """Recent labelled traffic: the newest reviewer verdict per ticket (corrections and audit
     samples) that carries text, as ``{id, text, topic, predicted_topic, overridden, audit,
     corrected_at}``."""
-    from ticket_triage.feedback import read_feedback
+    from ticket_triage.review.feedback import read_feedback
 
     rows = []
     for tid, rec in sorted(read_feedback(feedback_dir).items()):
@@ -410,7 +410,7 @@ def decide_status(comparison: Mapping[str, Any] | None, drift: Any, *, heldout_a
                   recent_comparison: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
     """``(status, reasons)`` from the rules in the module docstring. ``heldout_auto`` and
     ``audit`` are ``(correct, n)`` counts of auto-routed tickets."""
-    from ticket_triage.feedback import clopper_pearson_interval
+    from ticket_triage.review.feedback import clopper_pearson_interval
 
     retrain, watch = [], []
     if comparison is not None:
@@ -445,12 +445,12 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
     with the previous run; write ``eval/continuous/`` and a history entry; log to MLflow
     (experiment ``continuous-eval``) when ``track``. Returns the result dict (also written as
     ``result.json``): status, reasons, metrics, comparison, drift, cost, noise, outputs."""
-    from ticket_triage import cost as cost_mod
-    from ticket_triage import plots
-    from ticket_triage.drift import drift_report
+    from ticket_triage.monitoring import cost as cost_mod
+    from ticket_triage.monitoring import plots
+    from ticket_triage.monitoring.drift import drift_report
     from ticket_triage.evaluation import score_split, write_plots
-    from ticket_triage.inference import Triage
-    from ticket_triage.reports import failure_catalog, render_failure_catalog
+    from ticket_triage.decision.triage import Triage
+    from ticket_triage.monitoring.reports import failure_catalog, render_failure_catalog
 
     import pandas as pd
 
@@ -658,8 +658,7 @@ def label_noise_audit(train_path: str | Path, noise_cfg: Mapping[str, Any] | Non
 
     import pandas as pd
 
-    from ticket_triage import noise as noise_mod
-
+    from ticket_triage.monitoring import noise as noise_mod
     cfg = dict(noise_cfg or {})
     train_path, cache_path = Path(train_path), Path(cache_path)
     if not train_path.is_file():

@@ -355,7 +355,7 @@ class RuleSet:
             text = bytes(text).decode("utf-8", errors="replace")
         if not isinstance(text, str):
             raise TypeError(f"RuleSet.match expects a str, got {type(text).__name__}; "
-                            "pass the cleaned ticket text (ticket_triage.text.clean_text)")
+                            "pass the cleaned ticket text (ticket_triage.text.clean.clean_text)")
         if len(text) > self.max_chars:
             text = text[: self.max_chars]
         if not text.strip():

@@ -39,8 +39,8 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
                metrics_path: str | Path = "artifacts/metrics/ingest.json") -> dict[str, Any]:
     """Read the raw export named in ``data``, merge reviewer corrections from
     ``paths.feedback``, write canonical tickets and rejected rows."""
-    from ticket_triage.feedback import merge_feedback
-    from ticket_triage.ingest import read_tickets
+    from ticket_triage.review.feedback import merge_feedback
+    from ticket_triage.ingest.readers import read_tickets
 
     data = params["data"]
     out = Path(out_dir or params["paths"]["ingest"])

@@ -18,7 +18,7 @@ Precedence inside :meth:`Triage.decide` (most important first):
    ``review``; labels pinned in the thresholds config and cold-start topics never auto-route;
    a rule-set topic the model does not agree with is at most a ``draft``;
 6. the LLM fallback (when configured) for the bands it is configured for, never for
-   rule-pinned tickets; its verdict moves the band one step (see ``ticket_triage.llm``).
+   rule-pinned tickets; its verdict moves the band one step (see ``ticket_triage.decision.llm``).
 """
 
 from __future__ import annotations
@@ -127,9 +127,9 @@ class Triage:
     def __init__(self, classifier: Any, policy: Policy, taxonomy: Taxonomy, rules: Any,
                  neighbours: Neighbours | None = None, llm: Any = None, urgency_model: Any = None,
                  secondary_tagger: Any = None, clean_cfg: Mapping[str, Any] | None = None):
-        from ticket_triage.calibration import Calibrator
-        from ticket_triage.ood import OODScorer
-        from ticket_triage.thresholds import Thresholds
+        from ticket_triage.decision.calibration import Calibrator
+        from ticket_triage.decision.ood import OODScorer
+        from ticket_triage.decision.thresholds import Thresholds
 
         self.classifier = classifier
         self.policy = policy
@@ -151,7 +151,7 @@ class Triage:
     @classmethod
     def load(cls, bundle_dir: str | Path, llm: Any = None) -> "Triage":
         from ticket_triage.models import load_classifier
-        from ticket_triage.rules import RuleSet
+        from ticket_triage.decision.rules import RuleSet
 
         bundle = Path(bundle_dir)
         if not (bundle / POLICY_FILE).is_file():
@@ -166,11 +166,11 @@ class Triage:
         clean_cfg = json.loads((bundle / "clean.json").read_text()) if (bundle / "clean.json").is_file() else None
         urgency_model = secondary = None
         if (bundle / "urgency").is_dir():
-            from ticket_triage.urgency import UrgencyModel
+            from ticket_triage.decision.urgency import UrgencyModel
 
             urgency_model = UrgencyModel.load(bundle / "urgency")
         if (bundle / "secondary").is_dir():
-            from ticket_triage.secondary import SecondaryTagger
+            from ticket_triage.decision.secondary import SecondaryTagger
 
             secondary = SecondaryTagger.load(bundle / "secondary")
         return cls(clf, policy, taxonomy, rules, Neighbours.load(bundle), llm=llm, urgency_model=urgency_model,
@@ -201,7 +201,7 @@ class Triage:
 
     # -- the decision ----------------------------------------------------------------------
     def clean(self, ticket: Ticket) -> str:
-        from ticket_triage.text import clean_text
+        from ticket_triage.text.clean import clean_text
 
         return clean_text(ticket.subject, ticket.body, redact=self.clean_cfg.get("redact_pii", True),
                           max_chars=self.clean_cfg.get("max_chars", MAX_TEXT_CHARS_FOR_MODEL))
@@ -211,8 +211,8 @@ class Triage:
         cleaning). A ticket that already carries ``text`` is taken as cleaned by the clean
         stage (evaluation on split files); callers holding untrusted input (the service) pass
         subject and body only."""
-        from ticket_triage.language import detect_language
-        from ticket_triage.urgency import resolve_urgency
+        from ticket_triage.text.language import detect_language
+        from ticket_triage.decision.urgency import resolve_urgency
 
         tks = [t if isinstance(t, Ticket) else Ticket.from_dict({"id": t.get("id") or "", **t}) for t in tickets]
         if not tks:
@@ -310,7 +310,7 @@ class Triage:
 
     def _consult_llm(self, text: str, band: str, topic: str, source: str, reason: str,
                      neigh: list[tuple[int, float]]):
-        from ticket_triage.llm import combine
+        from ticket_triage.decision.llm import combine
 
         few_shot = [(self.neighbours.texts[j], self.neighbours.labels[j]) for j, _ in neigh] if self.neighbours else []
         t0 = time.perf_counter()
@@ -334,18 +334,18 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
 
     With ``thresholds.cross_fit_folds`` >= 2 and a family that is cheap to refit, the
     thresholds are tuned on the validation scores plus calibrated out-of-fold scores of the
-    whole train split (:mod:`ticket_triage.crossfit`).
+    whole train split (:mod:`ticket_triage.decision.crossfit`).
 
     ``oos_texts``: validation tickets known to fit no topic (e.g. CLINC150's ``oos_val``); when
     given, the out-of-scope cut-off is the best separating one among those that flag at most
     ``thresholds.ood_max_in_scope_flagged`` of the in-scope validation tickets."""
     from collections import Counter
 
-    from ticket_triage.calibration import fit_calibrator
-    from ticket_triage.crossfit import cross_fit_topic_scores
-    from ticket_triage.ood import OODScorer
-    from ticket_triage.text import CLEANING_VERSION
-    from ticket_triage.thresholds import tune_thresholds
+    from ticket_triage.decision.calibration import fit_calibrator
+    from ticket_triage.decision.crossfit import cross_fit_topic_scores
+    from ticket_triage.decision.ood import OODScorer
+    from ticket_triage.text.clean import CLEANING_VERSION
+    from ticket_triage.decision.thresholds import tune_thresholds
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -410,7 +410,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     else:
         tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
         ood_share = 0.0
-    # out-of-fold scores of the train split join the tuning set (ticket_triage.crossfit); they
+    # out-of-fold scores of the train split join the tuning set (ticket_triage.decision.crossfit); they
     # are not filtered by the out-of-scope cut-off, which can only make the bound stricter
     cf = cross_fit_topic_scores(
         classifier, train_rows, label_level, topics, val_texts, y_val,
@@ -452,7 +452,7 @@ def _reserved_review_share(th_cfg: Mapping[str, Any], ood_share: float, val_text
     the out-of-scope cut-off flags plus the share a rule pins to review, so that the whole
     review band, not only its low-confidence part, stays within ``review_capacity`` a day.
     A number is taken as it is."""
-    from ticket_triage.rules import RuleSet
+    from ticket_triage.decision.rules import RuleSet
 
     raw = th_cfg.get("reserved_review_share", "auto")
     if raw is None or str(raw).lower() != "auto":
@@ -475,11 +475,11 @@ def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[st
     urg = [r.get("urgency") for r in train_rows]
     have = [i for i, u in enumerate(urg) if u in ("P0", "P1", "P2", "P3")]
     if len(have) >= 0.5 * len(train_rows) and len({urg[i] for i in have}) >= 2:
-        from ticket_triage.urgency import UrgencyModel
+        from ticket_triage.decision.urgency import UrgencyModel
 
         UrgencyModel(min_confidence=float(cfg.get("urgency_min_confidence", 0.5)),
                      seed=int(params.get("seed", 42))).fit([texts[i] for i in have], [urg[i] for i in have]).save(out / "urgency")
-    from ticket_triage.secondary import SecondaryTagger, is_multilabel
+    from ticket_triage.decision.secondary import SecondaryTagger, is_multilabel
 
     tags = [list(r.get("tags") or []) for r in train_rows]
     if is_multilabel(tags):

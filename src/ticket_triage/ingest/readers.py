@@ -12,7 +12,7 @@ file unusable (undecodable bytes, a mapped column missing from the header, an un
 format) raise :class:`IngestError` with what to do next.
 
 Text is kept raw (only a leading BOM is stripped): cleaning and redaction belong to the
-clean stage (``ticket_triage.text``). The readers stream (csv / json modules, pyarrow
+clean stage (``ticket_triage.text.clean``). The readers stream (csv / json modules, pyarrow
 batches), so ``ingest`` writes its outputs without holding the export in memory.
 """
 

@@ -78,7 +78,7 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     from sklearn.model_selection import StratifiedKFold
     from tqdm.auto import tqdm
 
-    from ticket_triage.calibration import fit_calibrator
+    from ticket_triage.decision.calibration import fit_calibrator
     from ticket_triage.models.base import progress_enabled
 
     labels = [label_of(r, label_level) for r in train_rows]

@@ -1,0 +1,1 @@
+"""service: see the modules below."""
