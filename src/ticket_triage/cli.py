@@ -62,7 +62,8 @@ def _load_mapping(path: str | None) -> tuple[dict | None, dict]:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ticket_triage.ingest.readers import IngestError, ingest
+    from ticket_triage.ingest.readers import ingest
+    from ticket_triage.ingest.rows import IngestError
 
     mapping, cfg = _load_mapping(args.mapping)
     defaults = {k: cfg[k] for k in ("channel", "language") if cfg.get(k)}

@@ -341,3 +341,25 @@ def test_front_request_shapes(store, taxonomy):
         assert "fraud_and_security" in srv.calls("POST", "/comments")[0].json["body"]
         assert srv.calls("PUT", "/assignee")[0].json == {"assignee_id": "tea_5"}
         assert a.get_state("since") == "1700000200"
+
+
+def test_webhook_ticket_uses_the_zendesk_export_map(tmp_path, store, taxonomy):
+    """A Zendesk ticket reaching the adapter maps exactly as the same ticket in a `zendesk`
+    export: tags split the Zendesk way (space-separated placeholder), priority -> urgency."""
+    from ticket_triage.ingest.readers import read_tickets
+
+    raw = {"id": 901, "subject": "Card stuck", "description": "my card is stuck in the ATM",
+           "tags": "card atm_issue", "priority": "urgent", "created_at": "2026-01-02T10:00:00Z",
+           "via": {"channel": "email"}, "requester_id": 77, "updated_at": "2026-01-02T10:00:00Z"}
+    (tmp_path / "export.json").write_text(json.dumps({"tickets": [raw]}))
+    exported, rejected, _ = read_tickets(tmp_path / "export.json", "zendesk")
+    assert not rejected
+    adapter = make_adapter(type("S", (), {"url": "http://127.0.0.1:9"})(), store, taxonomy)
+    [inc] = adapter.parse_webhook(json.dumps({"ticket": raw, "event": "created"}).encode())
+    got, want = inc.ticket.to_dict(), exported[0].to_dict()
+    assert got.pop("source") == "zendesk" and want.pop("source").startswith("zendesk:")
+    assert got == want
+    assert got["tags"] == ["card", "atm_issue"] and got["urgency"] == "P0"
+    assert inc.tags == ["card", "atm_issue"]
+    with pytest.raises(ValueError, match="no ticket id"):
+        adapter.parse_webhook(json.dumps({"ticket": {"subject": "x"}, "event": "created"}).encode())

@@ -1,4 +1,4 @@
-"""Tests for ticket_triage.ingest.readers: every export format, every bad-input path, counts conserved."""
+"""Tests for ticket_triage.ingest: every export format, every bad-input path, counts conserved."""
 
 from __future__ import annotations
 
@@ -14,15 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ticket_triage.ingest.readers import (
-    REASONS,
-    IngestError,
-    IngestReport,
-    Rejected,
-    data_config_kwargs,
-    ingest,
-    read_tickets,
-)
+from ticket_triage.ingest.readers import data_config_kwargs, ingest, read_tickets
+from ticket_triage.ingest.rows import REASONS, IngestError, IngestReport, Rejected
 from ticket_triage.schema import Ticket
 
 REPO = Path(__file__).resolve().parents[2]

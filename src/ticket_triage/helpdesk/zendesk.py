@@ -9,6 +9,8 @@
   "updated_at": ...}, "event": "created"}``.
 * Polling: ``GET /api/v2/incremental/tickets/cursor.json`` (``start_time`` first, then the
   stored ``after_cursor``).
+* Tickets in go through the ``zendesk`` export map (``ticket_triage.ingest.vendors``): the same
+  fields, tag splitting and priority -> urgency as an ingested Zendesk export.
 * Writes: ``PUT /api/v2/tickets/{id}/tags.json`` *adds* tags (agents' tags are kept);
   ``PUT /api/v2/tickets/{id}.json`` with ``{"ticket": {"comment": {"body", "public": false}}}``
   adds the internal note; routing sets ``group_id`` / ``assignee_id`` the same way.
@@ -27,7 +29,7 @@ from typing import Any, Mapping
 
 from ticket_triage.helpdesk.base import HelpdeskAdapter, Incoming, SignatureError
 from ticket_triage.helpdesk.outbox import PermanentError
-from ticket_triage.schema import Ticket
+from ticket_triage.ingest.vendors import zendesk_tags, zendesk_ticket
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
@@ -56,36 +58,6 @@ def verify_signature(secret: str, signature: str | None, timestamp: str | None, 
             raise SignatureError(f"unreadable {TIMESTAMP_HEADER}: {timestamp!r}") from exc
         if abs((time.time() if now is None else now) - ts) > max_skew_s:
             raise SignatureError("webhook timestamp is too old (possible replay)")
-
-
-def _parse_time(v: Any) -> datetime | None:
-    if isinstance(v, (int, float)):
-        from datetime import timezone
-
-        return datetime.fromtimestamp(v, tz=timezone.utc)
-    if isinstance(v, str) and v:
-        try:
-            return datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
-def _tags(v: Any) -> list[str]:
-    if isinstance(v, str):
-        return [t for t in v.split() if t]
-    return [str(t) for t in (v or [])]
-
-
-def ticket_from_zendesk(t: Mapping[str, Any]) -> Ticket:
-    """A Zendesk ticket JSON (API or webhook detail) -> canonical :class:`Ticket`."""
-    via = t.get("via") or {}
-    return Ticket(id=str(t["id"]), subject=str(t.get("subject") or ""),
-                  body=str(t.get("description") or ""), created_at=_parse_time(t.get("created_at")),
-                  tags=_tags(t.get("tags")), channel=(via.get("channel") if isinstance(via, dict)
-                                                      else None) or t.get("via.channel"),
-                  requester=str(t["requester_id"]) if t.get("requester_id") else None,
-                  source="zendesk")
 
 
 class ZendeskAdapter(HelpdeskAdapter):
@@ -119,19 +91,19 @@ class ZendeskAdapter(HelpdeskAdapter):
             etype = str(p.get("type") or "")
             if etype.startswith("zen:event-type:ticket.") and isinstance(p.get("detail"), dict):
                 detail = p["detail"]
-                tags = _tags(detail.get("tags"))
+                tags = zendesk_tags(detail.get("tags"))
                 event = p.get("event") or {}
                 if not tags and isinstance(event, dict) and "tags_added" in event:
-                    tags = _tags(event.get("tags_added"))
+                    tags = zendesk_tags(event.get("tags_added"))
                 actor = detail.get("actor_id")
-                out.append(Incoming(ticket_from_zendesk(detail), tags,
+                out.append(Incoming(zendesk_ticket(detail), tags,
                                     version=str(p.get("id") or detail.get("updated_at")),
                                     is_new=etype.endswith("ticket.created"),
                                     actor=str(actor) if actor else None))
             elif isinstance(p.get("ticket"), dict):
                 t = p["ticket"]
                 ev = str(p.get("event") or "")
-                out.append(Incoming(ticket_from_zendesk(t), _tags(t.get("tags")),
+                out.append(Incoming(zendesk_ticket(t), zendesk_tags(t.get("tags")),
                                     version=str(p.get("event_id") or t.get("updated_at") or ""),
                                     is_new=True if ev in ("created", "ticket.created") else
                                     (False if ev in ("updated", "ticket.updated") else None),
@@ -153,7 +125,7 @@ class ZendeskAdapter(HelpdeskAdapter):
             for t in page.get("tickets") or []:
                 if t.get("status") == "deleted":
                     continue
-                out.append(Incoming(ticket_from_zendesk(t), _tags(t.get("tags")),
+                out.append(Incoming(zendesk_ticket(t), zendesk_tags(t.get("tags")),
                                     version=str(t.get("updated_at") or ""), is_new=None))
             cursor = page.get("after_cursor") or cursor
             if page.get("end_of_stream", True):
