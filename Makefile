@@ -16,7 +16,7 @@ export BENTOML_DO_NOT_TRACK := True
 export DO_NOT_TRACK := 1
 export MPLBACKEND := Agg
 
-.PHONY: help install demo test test-fast params serve bento review mlflow-ui bench clean
+.PHONY: help install system-deps demo test test-fast params serve bento review mlflow-ui bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,21 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)  ## create .venv and install pinned dependencies (offline-friendly)
 
+# Debian packages the tests start for real: PostgreSQL 15 (shared review store) and a Java
+# runtime for Spark (`triage score --engine spark`). Installed with apt-get when missing and
+# running as root; otherwise the command to run is printed.
+SYSTEM_PKGS := postgresql openjdk-17-jre-headless
+system-deps:  ## install PostgreSQL and Java (Debian packages) when missing
+	@missing=""; \
+	 { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	 command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	 if [ -n "$$missing" ]; then \
+	   if [ "$$(id -u)" = 0 ]; then \
+	     DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	   else echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing" >&2; exit 2; fi; \
+	 fi
+
 params: install  ## recompose params.yaml from conf/
 	$(BIN)/triage config compose
 
@@ -37,7 +52,7 @@ demo: install  ## run the whole pipeline on the bundled BANKING77 demo data
 	$(BIN)/dvc repro
 	$(BIN)/triage demo-summary
 
-test: install  ## run the test suite
+test: install system-deps  ## run the test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: install  ## unit tests only (no slow, no browser)

@@ -62,3 +62,28 @@ def tiny_bundle(tmp_path_factory, base_params, small_rows) -> Path:
     clf.fit([r["text"] for r in small_rows], [r["topic"] for r in small_rows], progress=False)
     return build_bundle(clf, small_rows, small_rows, params, tmp_path_factory.mktemp("bundle"),
                         model_version="tiny-test")
+
+
+# ---- databases: the shared state runs on SQLite and on a real PostgreSQL ------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL 15 server for the whole session (tests/postgres.py). Without the Debian
+    package the PostgreSQL cases skip here, and fail under CI (CI must test both databases)."""
+    from postgres import PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty database URL: a SQLite file in tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite'}"
+    return request.getfixturevalue("postgres_server").create_database()

@@ -50,33 +50,49 @@ ENV_VARS = ("TRIAGE_PARAMS", "TRIAGE_REVIEW_DB_URL", "TRIAGE_REVIEWERS", "TRIAGE
             "TRIAGE_LLM_BASE_URL", "TRIAGE_LLM_MODEL")
 
 
-def write_deploy_params(base_params: dict, path: Path, *, db: Path, review: dict | None = None,
-                        helpdesk: dict | None = None) -> Path:
+def write_deploy_params(base_params: dict, path: Path, *, db: Path | str,
+                        review: dict | None = None, helpdesk: dict | None = None) -> Path:
     params = copy.deepcopy(base_params)
-    params["review"].update({"db_url": f"sqlite:///{db}", "audit_share": 0.0, "audit_seed": 7,
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    params["review"].update({"db_url": url, "audit_share": 0.0, "audit_seed": 7,
                              "enqueue_from_api": True, **(review or {})})
     params["helpdesk"].update(helpdesk or {})
     return write_params(params, path)
 
 
 @pytest.fixture
-def deployed(monkeypatch, tmp_path, tiny_bundle, base_params):
-    """Env for an in-process service: fixture bundle, LLM off, params + review DB in tmp_path."""
+def deployed(monkeypatch, tmp_path, tiny_bundle, base_params, db_url):
+    """Env for an in-process service: fixture bundle, LLM off, params in tmp_path; the review
+    DB is a SQLite file in tmp_path or a fresh PostgreSQL database (``db_url``, both run)."""
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TRIAGE_BUNDLE", str(tiny_bundle))
     monkeypatch.setenv("TRIAGE_LLM_ENABLED", "false")
-    db = tmp_path / "review.sqlite"
 
     def configure(**kw) -> Path:
         deploy.reset()
-        p = write_deploy_params(base_params, tmp_path / "params.yaml", db=db, **kw)
+        p = write_deploy_params(base_params, tmp_path / "params.yaml", db=db_url, **kw)
         monkeypatch.setenv("TRIAGE_PARAMS", str(p))
         return p
 
     configure()
-    yield SimpleNamespace(db=db, configure=configure, env=monkeypatch, tmp=tmp_path)
+    yield SimpleNamespace(db=db_url, configure=configure, env=monkeypatch, tmp=tmp_path,
+                          opened=lambda: store_opened(db_url))
     deploy.reset()
+
+
+def store_opened(db_url: str) -> bool:
+    """Whether anything opened (and so migrated) the review database at ``db_url``."""
+    import sqlalchemy as sa
+
+    if db_url.startswith("sqlite:///"):
+        return Path(db_url[len("sqlite:///"):]).exists()
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return sa.inspect(conn).has_table("schema_version")
+    finally:
+        engine.dispose()
 
 
 def make_service():
@@ -91,13 +107,13 @@ def ticket_in(**kw):
     return TicketIn(**kw)
 
 
-def queued(db: Path) -> dict[str, object]:
+def queued(db: Path | str) -> dict[str, object]:
     """ticket_id -> QueueItem of everything in the review queue at ``db`` (read only)."""
     import sqlalchemy as sa
 
-    from ticket_triage.review.store import review_items
+    from ticket_triage.storage import review_items
 
-    engine = sa.create_engine(f"sqlite:///{db}")
+    engine = sa.create_engine(db if isinstance(db, str) else f"sqlite:///{db}")
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.select(review_items)).mappings().all()
@@ -185,14 +201,14 @@ def test_no_audit_share_means_no_auto_route_in_queue_and_no_database(deployed):
     svc = make_service()  # audit_share 0.0
     svc.triage = AutoRouteTriage(svc.triage)
     svc.classify_batch([ticket_in(**ENGLISH, id=f"N-{i}") for i in range(10)])
-    assert not deployed.db.exists(), "the store was opened although nothing qualified"
+    assert not deployed.opened(), "the store was opened although nothing qualified"
 
 
 def test_enqueue_from_api_false_keeps_the_queue_empty(deployed):
     deployed.configure(review={"enqueue_from_api": False})
     svc = make_service()
     assert svc.classify(ticket_in(**REVIEW_TICKET)).band == "review"
-    assert not deployed.db.exists()
+    assert not deployed.opened()
 
 
 def test_id_less_tickets_get_a_stable_content_id(deployed):
@@ -202,6 +218,54 @@ def test_id_less_tickets_get_a_stable_content_id(deployed):
     svc.classify(ticket_in(**body))  # same text: same id, not queued twice
     items = queued(deployed.db)
     assert len(items) == 1 and next(iter(items)).startswith("api-")
+
+
+def test_two_tickets_with_one_id_are_both_queued(deployed):
+    """Issue 14, defect 1: a caller reusing an id for another ticket loses neither."""
+    svc = make_service()
+    svc.classify(ticket_in(**REVIEW_TICKET))
+    other = {**REVIEW_TICKET, "subject": "Carte perdue", "body": "J'ai perdu ma carte hier soir."}
+    assert svc.classify(ticket_in(**other)).band == "review"
+    svc.classify(ticket_in(**REVIEW_TICKET))  # the first one again: already waiting
+    engine = __import__("sqlalchemy").create_engine(deployed.db)
+    try:
+        with engine.connect() as conn:
+            texts = [r[0] for r in conn.exec_driver_sql(
+                "SELECT text FROM review_items WHERE ticket_id = 'R-1' ORDER BY id")]
+    finally:
+        engine.dispose()
+    assert len(texts) == 2 and "perdu" in texts[1].lower() and "virement" in texts[0].lower()
+
+
+def test_concurrent_batches_with_one_ticket_id_queue_it_once(deployed):
+    """Issue 14, defect 2: 16 concurrent /classify_batch calls carrying one ticket id."""
+    import threading
+
+    svc = make_service()
+    barrier = threading.Barrier(16)
+    errors: list[BaseException] = []
+
+    def call(i: int) -> None:
+        try:
+            barrier.wait()
+            svc.classify_batch([ticket_in(**REVIEW_TICKET), ticket_in(**ENGLISH, id=f"E-{i}")])
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    engine = __import__("sqlalchemy").create_engine(deployed.db)
+    try:
+        with engine.connect() as conn:
+            n = conn.exec_driver_sql("SELECT count(*) FROM review_items WHERE ticket_id = 'R-1'"
+                                     ).scalar()
+    finally:
+        engine.dispose()
+    assert n == 1
 
 
 def test_enqueue_failure_is_counted_and_never_fails_the_request(deployed, tmp_path):
@@ -318,7 +382,7 @@ def test_webhooks_off_answer_503_saying_what_to_set(deployed):
     with TestClient(Starlette(routes=[Mount("/webhooks", app=app)])) as c:
         msg = c.post("/webhooks/zendesk", json={}).json()["error"]
         assert "ZENDESK_WEBHOOK_SECRET" in msg and "webhooks_enabled" not in msg
-    assert not deployed.db.exists()
+    assert not deployed.opened()
 
 
 def _event(tid: str, event_id: str) -> dict:

@@ -66,8 +66,8 @@ def zd():
 
 
 @pytest.fixture
-def store(tmp_path):
-    return ReviewStore(f"sqlite:///{tmp_path / 'review.sqlite'}")
+def store(db_url):
+    return ReviewStore(db_url)  # SQLite file and PostgreSQL (tests/conftest.py)
 
 
 def make_adapter(zd, store, taxonomy, classify=None, **cfg):

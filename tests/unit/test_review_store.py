@@ -1,4 +1,7 @@
-"""ReviewStore: migrations, queue order, atomic claims, expiry, resolve, undo, stats."""
+"""ReviewStore: migrations, queue order, atomic claims, expiry, resolve, undo, stats.
+
+Every test that takes ``store`` or ``db_url`` runs twice: on a SQLite file and on a real
+PostgreSQL server (``postgres_server`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from ticket_triage.review.store import MIGRATIONS, ReviewError, ReviewStore
+from ticket_triage.storage import (SCHEMA_VERSION, make_engine, metadata, review_items,
+                                   schema_version)
 from ticket_triage.schema import Decision, Ticket
 
 
@@ -38,20 +43,25 @@ def clock():
 
 
 @pytest.fixture
-def store(tmp_path, clock):
-    return ReviewStore(f"sqlite:///{tmp_path / 'q.sqlite'}", claim_ttl_s=300, clock=clock)
+def store(db_url, clock):
+    return ReviewStore(db_url, claim_ttl_s=300, clock=clock)
 
 
-def test_migrations_are_recorded_once_and_sqlite_uses_wal(store, tmp_path):
+def test_migrations_are_recorded_once(store):
     with store.engine.connect() as conn:
         versions = [r[0] for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))]
-        mode = conn.execute(sa.text("PRAGMA journal_mode")).scalar()
-        busy = conn.execute(sa.text("PRAGMA busy_timeout")).scalar()
     assert versions == [m.version for m in MIGRATIONS]
-    assert mode == "wal" and busy == 5000
     again = ReviewStore(store.db_url)  # reopening applies nothing twice
     with again.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == len(MIGRATIONS)
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
+    store = ReviewStore(f"sqlite:///{tmp_path / 'q.sqlite'}")
+    with store.engine.connect() as conn:
+        mode = conn.execute(sa.text("PRAGMA journal_mode")).scalar()
+        busy = conn.execute(sa.text("PRAGMA busy_timeout")).scalar()
+    assert mode == "wal" and busy == 5000
 
 
 def test_newer_schema_is_refused(store):
@@ -81,8 +91,8 @@ def test_claim_returns_the_held_item_and_two_reviewers_never_share(store):
     assert b1.id != a1.id
 
 
-def test_concurrent_claims_are_atomic(tmp_path):
-    store = ReviewStore(f"sqlite:///{tmp_path / 'c.sqlite'}")
+def test_concurrent_claims_are_atomic(db_url):
+    store = ReviewStore(db_url)
     store.enqueue_many([(tk(i, hours=i), dec()) for i in range(40)])
     got: dict[str, int | None] = {}
     barrier = threading.Barrier(8)
@@ -100,6 +110,92 @@ def test_concurrent_claims_are_atomic(tmp_path):
         t.join()
     ids = [v for v in got.values()]
     assert None not in ids and len(set(ids)) == 8
+
+
+def test_a_known_id_with_other_content_is_queued_not_dropped(store):
+    """Issue 14, defect 1: two different tickets sent with one caller id are both reviewed."""
+    first = store.enqueue(tk(1, text="my card was stolen"), dec(topic="card_lost"))
+    second = store.enqueue(tk(1, text="how do I change my address?"), dec(topic="address"))
+    assert first is not None and second is not None and first != second
+    assert store.enqueue(tk(1, text="my card was stolen"), dec()) is None  # same ticket: once
+    assert store.stats().queue_size == 2
+    texts = {store.claim_next(who).text for who in ("a", "b")}
+    assert texts == {"my card was stolen", "how do I change my address?"}
+    # The same ticket again after its item was done is a new review (as before).
+    for item in (store.current("a"), store.current("b")):
+        store.resolve(item.id, item.claimed_by, "transfers")
+    assert store.enqueue(tk(1, text="my card was stolen"), dec()) is not None
+
+
+def test_concurrent_enqueues_of_one_ticket_queue_it_once(db_url):
+    """Issue 14, defect 2: 16 writers (each with its own engine, like 16 requests on several
+    workers) enqueue the same ticket at once; the unique index + upsert keep one item."""
+    ReviewStore(db_url)  # migrated once up front
+    barrier = threading.Barrier(16)
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            s = ReviewStore(db_url)
+            barrier.wait()
+            results.append(s.enqueue_many([(tk(7, text="same ticket"), dec()),
+                                           (tk(8, text="another one"), dec())]))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    for _round in range(3):
+        threads = [threading.Thread(target=work) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert sum(len(r) for r in results) == 2
+    with ReviewStore(db_url).engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT ticket_id, count(*) FROM review_items "
+                                    "GROUP BY ticket_id ORDER BY ticket_id")).all()
+    assert [tuple(r) for r in rows] == [("t7", 1), ("t8", 1)]
+
+
+def test_the_database_refuses_a_second_open_item_for_one_key(store):
+    """The guarantee is the database's (a partial unique index), not a read before the write."""
+    store.enqueue(tk(1, text="x"), dec())
+    with store.engine.connect() as conn:
+        row = dict(conn.execute(sa.text("SELECT * FROM review_items")).mappings().first())
+    row.pop("id")
+    with pytest.raises(sa.exc.IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(review_items).values(**row))
+
+
+def test_migration_3_keys_an_old_queue_and_keeps_its_duplicates(tmp_path):
+    """A version-2 database (no content hash, duplicates let in by the old check-then-insert)
+    upgrades in place: every item kept, the duplicates stay open, new enqueues are keyed."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        old = sa.MetaData()  # the version-2 schema: every table, review_items without the key
+        for t in metadata.sorted_tables:
+            sa.Table(t.name, old, *[c._copy() for c in t.columns if c.name != "content_hash"])
+        old.create_all(conn)
+        for m in MIGRATIONS[:2]:
+            conn.execute(schema_version.insert().values(version=m.version, description=m.description,
+                                                        applied_at=0.0))
+        base = dict(text="dup", decision_json="{}", band="review", reason="", urgency="P2",
+                    urgency_rank=2, topic="t", confidence=0.5, created_at=1.0, status="pending",
+                    is_audit_sample=False)
+        for _ in range(3):
+            conn.execute(sa.text("INSERT INTO review_items (ticket_id, text, decision_json, band, "
+                                 "reason, urgency, urgency_rank, topic, confidence, created_at, "
+                                 "status, is_audit_sample) VALUES ('d', :text, :decision_json, :band,"
+                                 " :reason, :urgency, :urgency_rank, :topic, :confidence, "
+                                 ":created_at, :status, :is_audit_sample)"), base)
+    store = ReviewStore(url)
+    assert store.schema_version == SCHEMA_VERSION >= 3
+    assert store.stats().queue_size == 3  # nothing lost
+    assert store.enqueue(Ticket(id="d", text="dup"), dec()) is None  # keyed now
+    assert store.enqueue(Ticket(id="d", text="other"), dec()) is not None
 
 
 def test_expired_claims_can_be_taken_over(store, clock):
@@ -197,3 +293,48 @@ def test_relative_sqlite_paths_are_anchored_to_the_project_root(tmp_path, monkey
     assert store.db_url == want and (root / "var" / "review.sqlite").is_file()
     monkeypatch.chdir(tmp_path)  # no project above: left relative to the working directory
     assert anchored_sqlite_url("sqlite:///var/review.sqlite") == "sqlite:///var/review.sqlite"
+
+
+WORKER = r"""
+import json, sys
+from ticket_triage.review.store import ReviewStore
+from ticket_triage.schema import Decision, Ticket
+url, name = sys.argv[1], sys.argv[2]
+s = ReviewStore(url)
+d = Decision(topic="transfers", confidence=0.5, band="review", urgency="P2", reason="r")
+sys.stdin.readline()  # start together
+new = s.enqueue_many([(Ticket(id=f"w{i}", text=f"ticket {i}"), d) for i in range(40)])
+print(json.dumps(new), flush=True)
+sys.stdin.readline()  # review together (an item done before another worker's enqueue of the
+done = []              # same ticket would rightly be queued again: it is no longer open)
+while (item := s.claim_next(name)) is not None:
+    s.resolve(item.id, name, "transfers")
+    done.append(item.id)
+print(json.dumps(done))
+"""
+
+
+@pytest.mark.slow  # four interpreters start (about 6 s on 2 cores)
+def test_worker_processes_share_one_queue_without_duplicates(db_url):
+    """Four service-worker processes enqueue the same 40 tickets at once, then review the
+    queue at once: 40 items, each reviewed by exactly one worker."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ReviewStore(db_url)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, db_url, f"worker{i}"], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for i in range(4)]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    new = [i for p in procs for i in json.loads(p.stdout.readline())]
+    outs = [json.loads(p.communicate("go\n", timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    done = [i for o in outs for i in o]
+    assert len(new) == 40 and len(set(new)) == 40
+    assert sorted(done) == sorted(new)  # each item reviewed once, by one worker
+    assert len(ReviewStore(db_url).corrections_since(0)) == 40

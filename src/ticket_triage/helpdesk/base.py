@@ -34,8 +34,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ticket_triage.helpdesk.outbox import (DrainReport, Outbox, PermanentError, RetryableError)
 from ticket_triage.helpdesk.routing import RoutingMap
-from ticket_triage.review.store import (ReviewStore, helpdesk_drafts, helpdesk_events,
-                                        helpdesk_state)
+from ticket_triage.review.store import ReviewStore
+from ticket_triage.storage import helpdesk_drafts, helpdesk_events, helpdesk_state, upsert
 from ticket_triage.schema import Decision, Ticket
 
 if TYPE_CHECKING:
@@ -244,13 +244,10 @@ class HelpdeskAdapter(ABC):
         return default if v is None else v
 
     def set_state(self, values: Mapping[str, str]) -> None:
-        s = helpdesk_state.c
         with self.store.engine.begin() as conn:
             for k, v in values.items():
-                key = f"{self.name}:{k}"
-                if conn.execute(helpdesk_state.update().where(s.key == key).values(value=str(v))
-                                ).rowcount == 0:
-                    conn.execute(helpdesk_state.insert().values(key=key, value=str(v)))
+                upsert(conn, helpdesk_state, {"key": f"{self.name}:{k}", "value": str(v)},
+                       index_elements=["key"], update=["value"])
 
     # ---- the flow ------------------------------------------------------------------------
     def tag(self, kind: str, value: str) -> str:

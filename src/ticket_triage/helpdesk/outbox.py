@@ -21,7 +21,8 @@ from typing import Any, Callable, Mapping, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ticket_triage.review.store import ReviewStore, helpdesk_outbox
+from ticket_triage.review.store import ReviewStore
+from ticket_triage.storage import helpdesk_outbox, insert_ignore
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,9 @@ class Outbox:
         values = dict(adapter=adapter, ticket_id=str(ticket_id), op_json=json.dumps(op),
                       idempotency_key=key, status="pending", attempts=0,
                       next_attempt_at=self.clock(), created_at=self.clock())
-        if conn is not None:
-            exists = conn.execute(sa.select(helpdesk_outbox.c.id).where(
-                helpdesk_outbox.c.idempotency_key == key)).first()
-            if exists:
-                return False
-            conn.execute(helpdesk_outbox.insert().values(**values))
-            return True
+        if conn is not None:  # ON CONFLICT DO NOTHING: concurrent puts of one key queue it once
+            return insert_ignore(conn, helpdesk_outbox, values,
+                                 index_elements=["idempotency_key"]) is not None
         with self.store.engine.begin() as c:
             return self.put(adapter, ticket_id, op, key, conn=c)
 

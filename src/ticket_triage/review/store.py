@@ -1,17 +1,21 @@
 """The human review queue: items waiting for a reviewer, their corrections, export watermark.
 
-One SQLAlchemy engine (SQLite file by default, in WAL mode with a busy timeout; any SQLAlchemy
-URL such as ``postgresql+psycopg://...`` works). The schema is versioned by a small migration
-table: :data:`MIGRATIONS` is an ordered list of steps, each applied once in its own
-transaction and recorded in ``schema_version``. New columns or tables are *new steps* at the
-end of the list; never edit a step that has shipped.
+One SQLAlchemy engine on SQLite (a file, WAL mode, busy timeout) or PostgreSQL
+(``postgresql+psycopg://...``; several service replicas share one queue). The tables and their
+migrations are in :mod:`ticket_triage.storage`; this module is the queue's logic.
+
+Enqueueing is keyed on (ticket id, content hash): a second ticket with a known id and other
+content is queued as its own item (two different tickets that a caller sent with one id are
+both reviewed, never dropped), the same ticket sent again while its item is open is not
+queued twice. A partial unique index enforces it and the insert is ``ON CONFLICT DO
+NOTHING``, so concurrent enqueues (16 replicas or requests at once) are idempotent.
 
 Claiming is atomic: ``UPDATE ... WHERE id = :id AND (claimed_by IS NULL OR claim expired OR
 claimed_by = me)`` and the row count tells whether this reviewer won, so two reviewers never
 hold the same item at once. Queue order: urgency (P0 first), then age, then id.
 
-The helpdesk outbox and its bookkeeping tables (``helpdesk_*``) live in the same database
-and are created by the same migrations; their logic is in :mod:`ticket_triage.helpdesk.outbox`.
+The helpdesk outbox and its bookkeeping tables (``helpdesk_*``) live in the same database;
+their logic is in :mod:`ticket_triage.helpdesk`.
 """
 
 from __future__ import annotations
@@ -21,151 +25,22 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from ticket_triage.schema import URGENCIES, Decision, Ticket
+# The tables and migrations live in ticket_triage.storage; re-exported for older imports.
+from ticket_triage.storage import (MIGRATIONS, OPEN_ITEM, SCHEMA_VERSION,  # noqa: F401
+                                   Migration, anchored_sqlite_url, content_hash, corrections,
+                                   export_watermark, helpdesk_drafts, helpdesk_events,
+                                   helpdesk_outbox, helpdesk_state, insert_ignore, make_engine,
+                                   metadata, migrate, review_items, schema_version, upsert)
 
 STATUSES = ("pending", "claimed", "done")
 ACTIONS = ("confirm", "correct")
 _URGENCY_RANK = {u: i for i, u in enumerate(URGENCIES)}
-
-metadata = sa.MetaData()
-
-schema_version = sa.Table(
-    "schema_version", metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied_at", sa.Float, nullable=False),
-)
-
-review_items = sa.Table(
-    "review_items", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ticket_id", sa.String(200), nullable=False),
-    sa.Column("text", sa.Text, nullable=False, default=""),
-    sa.Column("decision_json", sa.Text, nullable=False, default="{}"),
-    sa.Column("band", sa.String(20), nullable=False),
-    sa.Column("reason", sa.String(200), nullable=False, default=""),
-    sa.Column("urgency", sa.String(4), nullable=False),
-    sa.Column("urgency_rank", sa.Integer, nullable=False),
-    sa.Column("topic", sa.String(200), nullable=True),
-    sa.Column("confidence", sa.Float, nullable=False, default=0.0),
-    sa.Column("model_version", sa.String(200), nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("claimed_by", sa.String(200), nullable=True),
-    sa.Column("claimed_at", sa.Float, nullable=True),
-    sa.Column("status", sa.String(10), nullable=False, default="pending"),
-    sa.Column("is_audit_sample", sa.Boolean, nullable=False, default=False),
-    sa.Column("done_at", sa.Float, nullable=True),
-    # Queue order over open items only (partial index: done items never slow the queue).
-    sa.Index("ix_review_items_open", "urgency_rank", "created_at", "id",
-             sqlite_where=sa.text("status != 'done'"),
-             postgresql_where=sa.text("status != 'done'")),
-    sa.Index("ix_review_items_status", "status", "claimed_by"),
-    sa.Index("ix_review_items_ticket", "ticket_id"),
-)
-
-corrections = sa.Table(
-    "corrections", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("item_id", sa.Integer, nullable=True),  # null for helpdesk-agent feedback
-    sa.Column("ticket_id", sa.String(200), nullable=False),
-    sa.Column("predicted_topic", sa.String(200), nullable=True),
-    sa.Column("predicted_urgency", sa.String(4), nullable=True),
-    sa.Column("corrected_topic", sa.String(200), nullable=False),
-    sa.Column("corrected_urgency", sa.String(4), nullable=True),
-    sa.Column("reviewer", sa.String(200), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("model_version", sa.String(200), nullable=True),
-    sa.Column("seconds_spent", sa.Float, nullable=True),
-    sa.Column("action", sa.String(10), nullable=False),
-    sa.Column("undone", sa.Boolean, nullable=False, default=False),
-    sa.Column("source", sa.String(40), nullable=False, default="review"),
-    sa.Column("text", sa.Text, nullable=False, default=""),
-    sa.Index("ix_corrections_created", "created_at"),
-    sa.Index("ix_corrections_reviewer", "reviewer", "id"),
-)
-
-export_watermark = sa.Table(
-    "export_watermark", metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("last_correction_id", sa.Integer, nullable=False),
-    sa.Column("exported_at", sa.Float, nullable=False),
-)
-
-# --- helpdesk bookkeeping (logic in ticket_triage.helpdesk.outbox) -------------------------
-helpdesk_outbox = sa.Table(
-    "helpdesk_outbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("adapter", sa.String(40), nullable=False),
-    sa.Column("ticket_id", sa.String(200), nullable=False),
-    sa.Column("op_json", sa.Text, nullable=False),
-    sa.Column("idempotency_key", sa.String(400), nullable=False, unique=True),
-    sa.Column("status", sa.String(10), nullable=False, default="pending"),  # pending/sent/dead
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", sa.Float, nullable=False),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("sent_at", sa.Float, nullable=True),
-    sa.Index("ix_helpdesk_outbox_due", "status", "next_attempt_at", "id"),
-)
-
-helpdesk_events = sa.Table(  # processed webhook deliveries / polled versions (idempotency)
-    "helpdesk_events", metadata,
-    sa.Column("key", sa.String(400), primary_key=True),
-    sa.Column("processed_at", sa.Float, nullable=False),
-)
-
-helpdesk_drafts = sa.Table(  # what we proposed per helpdesk ticket (to read agent feedback)
-    "helpdesk_drafts", metadata,
-    sa.Column("adapter", sa.String(40), primary_key=True),
-    sa.Column("ticket_id", sa.String(200), primary_key=True),
-    sa.Column("topic", sa.String(200), nullable=True),
-    sa.Column("urgency", sa.String(4), nullable=True),
-    sa.Column("band", sa.String(20), nullable=False),
-    sa.Column("confidence", sa.Float, nullable=False),
-    sa.Column("model_version", sa.String(200), nullable=True),
-    sa.Column("text", sa.Text, nullable=False, default=""),
-    sa.Column("decided_at", sa.Float, nullable=False),
-    sa.Column("final_topic", sa.String(200), nullable=True),  # last agent-given topic seen
-    sa.Column("tags_json", sa.Text, nullable=False, default="[]"),  # tags before our draft
-)
-
-helpdesk_state = sa.Table(  # polling cursors and other small adapter state
-    "helpdesk_state", metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step: applied once, in order, inside a transaction."""
-
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
-
-
-def _create(*tables: sa.Table) -> Callable[[Connection], None]:
-    def run(conn: Connection) -> None:
-        for t in tables:
-            t.create(conn, checkfirst=True)
-    return run
-
-
-MIGRATIONS: list[Migration] = [
-    Migration(1, "review queue, corrections, export watermark",
-              _create(review_items, corrections, export_watermark)),
-    Migration(2, "helpdesk outbox, processed events, drafts, state",
-              _create(helpdesk_outbox, helpdesk_events, helpdesk_drafts, helpdesk_state)),
-]
-SCHEMA_VERSION = MIGRATIONS[-1].version
-
 
 class ReviewError(RuntimeError):
     """A review action cannot be done (item not claimed by you, nothing to undo, ...)."""
@@ -224,59 +99,6 @@ class QueueStats:
     cleared_per_day: dict[str, int] = field(default_factory=dict)
 
 
-def _set_sqlite_pragmas(busy_timeout_ms: int) -> Callable[..., None]:
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-    return on_connect
-
-
-def make_engine(db_url: str, *, busy_timeout_ms: int = 5000) -> Engine:
-    """An engine for ``db_url``; SQLite gets WAL mode and a busy timeout on every connection.
-
-    A relative ``sqlite:///path`` has its parent folder created (at call time, not import).
-    """
-    url = sa.engine.make_url(db_url)
-    kwargs: dict[str, Any] = {}
-    if url.get_backend_name() == "sqlite":
-        db = url.database
-        if db and db != ":memory:" and not db.startswith("file:"):
-            from pathlib import Path
-
-            Path(db).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
-        if not db or db == ":memory:":
-            kwargs["poolclass"] = sa.pool.StaticPool  # one shared in-memory database
-    engine = sa.create_engine(url, **kwargs)
-    if url.get_backend_name() == "sqlite":
-        sa.event.listen(engine, "connect", _set_sqlite_pragmas(busy_timeout_ms))
-    return engine
-
-
-def migrate(engine: Engine) -> int:
-    """Apply the migrations the database has not seen yet; return the schema version."""
-    schema_version.create(engine, checkfirst=True)
-    with engine.connect() as conn:
-        done = {r[0] for r in conn.execute(sa.select(schema_version.c.version))}
-    current = max(done, default=0)
-    if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"review database is at schema version {current} but this code knows only up to "
-            f"{SCHEMA_VERSION}; upgrade ticket-triage or point review.db_url at another database")
-    for m in MIGRATIONS:
-        if m.version in done:
-            continue
-        with engine.begin() as conn:
-            m.apply(conn)
-            conn.execute(schema_version.insert().values(
-                version=m.version, description=m.description, applied_at=time.time()))
-    return SCHEMA_VERSION
-
-
 def _decision_of(d: Decision | dict[str, Any]) -> Decision:
     return d if isinstance(d, Decision) else Decision.from_dict(d)
 
@@ -293,30 +115,6 @@ def redacted_text(ticket: Ticket) -> str:
 def _day_start(ts: float) -> float:
     d = datetime.fromtimestamp(ts, tz=timezone.utc)
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
-def anchored_sqlite_url(url: str, root: str | Path | None = None) -> str:
-    """``sqlite:///var/review.sqlite`` (a relative path) made absolute under the project root.
-
-    The service runs from ``serving/`` (``make serve``) and the review page and the feedback
-    stage from the root; relative to the working directory they would open two different
-    queues. ``root``: the project root (default: the folder with ``conf/config.yaml`` above the
-    working directory; where there is none, e.g. inside a Bento, the URL is left as it is).
-    Absolute paths, ``:memory:`` and other databases are returned unchanged."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url.startswith(prefix + "/"):
-        return url
-    path, sep, query = url[len(prefix):].partition("?")
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return url
-    if root is None:
-        from ticket_triage.config import ConfigError, find_root
-
-        try:
-            root = find_root()
-        except ConfigError:
-            return url
-    return prefix + str((Path(root) / path).resolve()) + sep + query
 
 
 class ReviewStore:
@@ -356,7 +154,8 @@ class ReviewStore:
         if urgency not in _URGENCY_RANK:
             urgency = "P3"
         created = ticket.created_at.timestamp() if ticket.created_at else now
-        return dict(ticket_id=str(ticket.id), text=redacted_text(ticket),
+        text = redacted_text(ticket)
+        return dict(ticket_id=str(ticket.id), text=text, content_hash=content_hash(text),
                     decision_json=json.dumps(d.to_dict(), default=str), band=d.band,
                     reason=d.reason or "", urgency=urgency, urgency_rank=_URGENCY_RANK[urgency],
                     topic=d.topic, confidence=float(d.confidence), model_version=d.model_version,
@@ -364,37 +163,31 @@ class ReviewStore:
 
     def enqueue(self, ticket: Ticket, decision: Decision | dict[str, Any], *,
                 is_audit_sample: bool = False) -> int | None:
-        """Add one ticket; returns the item id, or ``None`` if it is already waiting."""
+        """Add one ticket; returns the item id, or ``None`` if the same ticket (id and content)
+        is already waiting."""
         ids = self.enqueue_many([(ticket, decision)], is_audit_sample=is_audit_sample)
         return ids[0] if ids else None
 
     def enqueue_many(self, pairs: Iterable[tuple[Ticket, Decision | dict[str, Any]]], *,
                      is_audit_sample: bool = False) -> list[int]:
-        """Add many tickets in one transaction; tickets already waiting (not done) are skipped."""
+        """Add many tickets in one transaction; returns the ids of the new items.
+
+        A ticket whose (id, content hash) already has an open item is not queued again (it is
+        that item); a known id with other content is a new item. Idempotent under concurrency:
+        the unique index decides, not a read before the write."""
         now = self.clock()
         rows = [self._item_row(t, d, is_audit_sample, now) for t, d in pairs]
         if not rows:
             return []
+        ids: list[int] = []
         with self.engine.begin() as conn:
-            waiting: set[str] = set()
-            tids = [r["ticket_id"] for r in rows]
-            for i in range(0, len(tids), 500):
-                chunk = tids[i:i + 500]
-                waiting |= {r[0] for r in conn.execute(
-                    sa.select(review_items.c.ticket_id).where(
-                        review_items.c.ticket_id.in_(chunk), review_items.c.status != "done"))}
-            fresh, seen = [], set()
             for r in rows:
-                if r["ticket_id"] in waiting or r["ticket_id"] in seen:
-                    continue
-                seen.add(r["ticket_id"])
-                fresh.append(r)
-            if not fresh:
-                return []
-            res = conn.execute(
-                review_items.insert().returning(review_items.c.id, sort_by_parameter_order=True),
-                fresh)
-            return [r[0] for r in res]
+                new_id = insert_ignore(conn, review_items, r,
+                                       index_elements=["ticket_id", "content_hash"],
+                                       index_where=OPEN_ITEM)
+                if new_id is not None:
+                    ids.append(int(new_id))
+        return ids
 
     # ---- claim ---------------------------------------------------------------------------
     def _claimable(self, reviewer: str, now: float) -> sa.ColumnElement[bool]:
@@ -608,13 +401,10 @@ class ReviewStore:
 
     def set_watermark(self, last_id: int, name: str = "corrections") -> None:
         now = self.clock()
-        w = export_watermark.c
         with self.engine.begin() as conn:
-            res = conn.execute(export_watermark.update().where(w.name == name).values(
-                last_correction_id=last_id, exported_at=now))
-            if res.rowcount == 0:
-                conn.execute(export_watermark.insert().values(
-                    name=name, last_correction_id=last_id, exported_at=now))
+            upsert(conn, export_watermark,
+                   dict(name=name, last_correction_id=last_id, exported_at=now),
+                   index_elements=["name"], update=["last_correction_id", "exported_at"])
 
     @staticmethod
     def _to_item(row: Any) -> QueueItem:
