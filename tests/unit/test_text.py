@@ -352,6 +352,8 @@ def test_greeting_name_kept_when_redact_false():
         ("link fe80::1 down", "link [IP] down"),
         ("see https://bank.example.com/reset?token=abc123&uid=9.", "see [URL]."),
         ("see http://x.io/a_(b) and www.example.org/path?id=5, ok", "see [URL] and [URL], ok"),
+        # issue 14: a PIN after its cue is a secret (this was a near miss before)
+        ("PIN 1234 and code 987654", "PIN [SECRET] and code 987654"),
     ],
 )
 def test_pii_positives(text, expected):
@@ -376,7 +378,7 @@ def test_pii_positives(text, expected):
         "order #0123456789 has not arrived",  # order number with trunk-like zero
         "Bestellnummer: 030-1234567",  # order number that looks like a phone
         "ticket 555 1234",  # short number
-        "PIN 1234 and code 987654",  # short numbers
+        "pin the dependency to 4.2.1 and code 987654",  # "pin" as a verb, a short number
         "Windows build 10.0.19045.3803",  # version number
         "at 10:30:45 it failed",  # time, not IPv6
         "use std::vector",  # not IPv6

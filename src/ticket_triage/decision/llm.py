@@ -314,9 +314,11 @@ def combine(model_band: str, model_topic: str | None, llm_result: LLMResult | No
 # --------------------------------------------------------------------------------------
 
 def _redact(text: str) -> str:
-    from ticket_triage.text.clean import redact_pii
+    """Strict redaction (``ticket_triage.text.pii``): text leaving the process loses every
+    personal datum the cleaning step may have missed, and long digit runs and codes too."""
+    from ticket_triage.text.pii import redact_pii
 
-    return redact_pii(text)
+    return redact_pii(text, strict=True)
 
 
 def _cut(text: str, limit: int) -> str:

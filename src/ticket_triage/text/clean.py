@@ -6,8 +6,8 @@ literal ``\\n`` escapes left by an export) into the text every model sees::
     coerce -> literal escapes -> HTML to text -> control/zero-width chars -> quoted replies
     -> sign-offs, signatures, legal footers -> PII redaction -> whitespace -> truncation
 
-``redact_pii(text)`` replaces personal data with typed placeholders (``[EMAIL]``, ``[URL]``,
-``[IBAN]``, ``[CARD]``, ``[IP]``, ``[PHONE]``, ``[NAME]``); it is idempotent.
+``redact_pii(text)`` (``ticket_triage.text.pii``, re-exported here) replaces personal data with
+typed placeholders (``[EMAIL]``, ``[SECRET]``, ``[IBAN]``, ``[CARD]``, ``[PHONE]``, ...).
 
 Everything here is stdlib regexes compiled at import (no other work at import time) and is on
 the serving hot path: every expensive rule is guarded by a cheap substring test. Bump
@@ -18,7 +18,6 @@ recorded with every model so training and serving can be checked to agree.
 from __future__ import annotations
 
 import html
-import ipaddress
 import logging
 import re
 import unicodedata
@@ -40,11 +39,10 @@ __all__ = [
     "unescape_literals",
 ]
 
-CLEANING_VERSION = "1"
+CLEANING_VERSION = "2"  # 2: PII redaction of issue 14 (text/pii.py)
 
 _log = logging.getLogger(__name__)
 
-PLACEHOLDERS: tuple[str, ...] = ("[EMAIL]", "[URL]", "[IBAN]", "[CARD]", "[IP]", "[PHONE]", "[NAME]")
 
 # Raw input beyond this many times ``max_chars`` is cut before any processing (bounds the
 # cost of pathological inputs; HTML and quotes usually shrink text by less than this).
@@ -410,245 +408,23 @@ def _drop_footer_paragraphs(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# PII
+# PII (ticket_triage.text.pii imports this module's sign-off patterns, hence the late imports)
 # --------------------------------------------------------------------------------------
-
-# URL characters; parentheses only in balanced pairs ("wiki/A_(b)"), so "(see https://x.io)"
-# keeps its closing bracket; trailing sentence punctuation is not part of the URL.
-_URL = re.compile(
-    r"\b(?:https?://|(?<![\w@.])www\.)"
-    r"(?:[^\s<>\"'\[\]{}|\\^`()]|\([^\s<>\"'()]*\))*"
-    r"(?:[^\s<>\"'\[\]{}|\\^`().,;:!?]|\([^\s<>\"'()]*\))",
-    re.I,
-)
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,24}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"(?<![\w.,])\d(?:[ -]?\d){12,18}(?![\w]|[.,]\d)")
-_IPV4 = re.compile(
-    r"(?<![\w.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
-    r"(?:/\d{1,2})?(?![\w]|\.\d)"
-)
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+)?(?![\w:])")
-_PHONE = re.compile(
-    r"(?<![\w+/.,-])(?:\+|00)?(?:\(\d{1,5}\)[ .-]?)?\d[\d .()/-]{4,20}\d(?![\w]|[.,]\d)"
-)
-_DATE_PREFIX = re.compile(
-    r"(?:\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})(?:\D|$)"
-)
-_PHONE_SEP = re.compile(r"[ .()/-]+")
-_DOTS_ONLY = re.compile(r"[\d.]+")
-_THOUSANDS = re.compile(r"\d{1,3}(?:[.,]\d{3})+|\d{1,2}(?: \d{3})+")
-_YEAR_RANGE = re.compile(r"(?:19|20)\d\d ?[-/–] ?(?:19|20)\d\d")
-_AMOUNT_BEFORE = re.compile(r"(?:[$€£¥₹]|\b(?:eur|usd|gbp|chf|sek|nok|dkk|pln))\s*$", re.I)
-_AMOUNT_AFTER = re.compile(r"\s*(?:[$€£¥₹%]|(?:eur|usd|gbp|chf|euro|dollars?|pounds?)\b)", re.I)
-_ID_CONTEXT = re.compile(
-    r"(?:order|invoice|ticket|case|ref(?:erence)?|account|acct|customer|transaction|tracking|"
-    r"serial|model|version|build|id|no|nr|number|bestell\w*|rechnung\w*|auftrag\w*|kunden\w*|"
-    r"vorgang\w*|konto\w*|sendung\w*|commande|facture|pedido|factura|ordine|fattura|bestelling)"
-    r"\s*(?:#|no\.?|nr\.?|number|nummer|id)?\s*[:#.]?\s*$",
-    re.I,
-)
-
-_GENERIC_ADDRESSEE = frozenset(
-    """support team teams customer customers service services care sir sirs madam madame
-    all everyone everybody there folks guys colleagues colleague friends friend manager managers
-    helpdesk help desk it billing sales admin admins administrator technical tech department
-    kundenservice kundendienst kundensupport support-team supportteam service-team serviceteam
-    damen herren team-kollegen kollegen kolleginnen kollegin kollege mitarbeiter verantwortliche
-    zusammen alle leute hallo servicedesk service-desk equipe équipe client clients monsieur
-    equipo soporte atención cliente servizio clienti assistenza klantenservice klantendienst
-    mr mrs ms miss dr prof herr frau sr sra team, hr legal finance accounts security office
-    it-support it-team regards wishes grüße grüsse gruß gruss grüßen""".split()
-)
-_GENERIC_STEM = re.compile(
-    r"support|service|team|kunde|dienst|desk|hilfe|help|abteil|department|customer|client|"
-    r"kolleg|colleague|mitarbeit|staff|manage|admin|billing|sales|vertrieb|buchhalt|technik|"
-    r"technical|soporte|assist|servizio|equipe|équipe|equipo|klant|grüß|grüss|regards"
-)
-_GREETING = re.compile(
-    r"^([ \t]*(?i:hi|hello|hey|dear|good[ \t]+(?:morning|afternoon|evening)|greetings|hallo|"
-    r"liebe[rs]?|sehr[ \t]+geehrte[rs]?|guten[ \t]+(?:tag|morgen|abend)|moin|servus|hoi|"
-    r"bonjour|bonsoir|cher|chère|hola|estimad[oa]s?|querid[oa]|buongiorno|ciao|gentile|"
-    r"caro|cara|beste|geachte|olá|ola|prezad[oa])[ \t]+"
-    r"(?:(?i:mr|mrs|ms|miss|dr|prof|herr|frau|m|mme|mlle|sr|sra|sig|dhr|mevr)\.?[ \t]+){0,2})"
-    r"([A-ZÀ-ÖØ-Þ][\w'’-]*(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’-]*){0,2})"
-    r"(?=[ \t]*[,!:;]|[ \t]*$)"
-)
-# "Thanks, Anna" (name on the sign-off line, after punctuation) or "Regards,\nJohn Doe"
-# (a bare sign-off line, the name alone on the next non-blank line).
-_PERSON = r"[A-ZÀ-ÖØ-Þ][\w'’-]*\.?(?:[ \t]+[A-ZÀ-ÖØ-Þ][\w'’-]*\.?){0,2}"
-_SIGNOFF_SAME = re.compile(
-    r"([ \t]*" + _SIGNOFF_WORDS + r"[ \t]*" + _PUNCT + r"+[ \t]*)(" + _PERSON + r")[ \t]*$"
-)
-_SIGNOFF_BARE = re.compile(r"[ \t]*" + _SIGNOFF_WORDS + r"[ \t]*" + _PUNCT + r"*[ \t]*$")
-_NAME_LINE = re.compile(r"([ \t]*)(" + _PERSON + r")[ \t]*[.,]?[ \t]*$")
-_NUMBERISH = re.compile(r"\d[\d .()/-]{5,}")
-
-
-def luhn_valid(digits: str) -> bool:
-    """Luhn checksum over a string of digits (other characters must be removed first)."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def iban_valid(candidate: str) -> bool:
-    """ISO 13616 mod-97 check on an IBAN (spaces allowed, upper-case letters)."""
-    s = candidate.replace(" ", "")
-    if not 15 <= len(s) <= 34 or not s[:2].isalpha() or not s[2:4].isdigit():
-        return False
-    rearranged = s[4:] + s[:4]
-    try:
-        num = "".join(str(int(c, 36)) for c in rearranged)
-        return int(num) % 97 == 1
-    except ValueError:
-        return False
-
-
-def _iban_sub(m: re.Match[str]) -> str:
-    s = m.group(0)
-    # The pattern may have run into a following upper-case word: try shorter groupings too.
-    while s:
-        if iban_valid(s):
-            return "[IBAN]" + m.group(0)[len(s):]
-        cut = s.rfind(" ")
-        if cut <= 4:
-            break
-        s = s[:cut]
-    return m.group(0)
-
-
-def _card_sub(m: re.Match[str]) -> str:
-    s = m.group(0)
-    digits = s.replace(" ", "").replace("-", "")
-    if 13 <= len(digits) <= 19 and luhn_valid(digits):
-        return "[CARD]"
-    return s
-
-
-def _ipv6_sub(m: re.Match[str]) -> str:
-    s = m.group(0)
-    if len(s) < 3 or not any(c.isdigit() for c in s):
-        return s
-    try:
-        ipaddress.IPv6Address(s.split("%", 1)[0])
-    except ValueError:
-        return s
-    return "[IP]"
-
-
-def _phone_sub(m: re.Match[str]) -> str:
-    s = m.group(0)
-    digits = sum(c.isdigit() for c in s)
-    if not 7 <= digits <= 15 or s.count("(") != s.count(")"):
-        return s
-    string = m.string
-    before = string[max(0, m.start() - 30) : m.start()]
-    if _AMOUNT_BEFORE.search(before) or _AMOUNT_AFTER.match(string, m.end()):
-        return s
-    if s[0] == "+" or s.startswith("00"):
-        return "[PHONE]"
-    if (
-        _ID_CONTEXT.search(before)
-        or _DATE_PREFIX.match(s)
-        or _THOUSANDS.fullmatch(s)
-        or _YEAR_RANGE.fullmatch(s)
-    ):
-        return s
-    groups = [g for g in _PHONE_SEP.split(s) if g]
-    trunk = s[0] == "0" or s[0] == "("
-    if len(groups) == 1:
-        # A bare digit run is a phone number only in local trunk format (0...).
-        return "[PHONE]" if s[0] == "0" and 9 <= digits <= 13 else s
-    if "." in s and not (s.count(".") == 2 or trunk) and _DOTS_ONLY.fullmatch(s):
-        return s  # version / build numbers such as 10.0.19045.3803
-    if not trunk and all(len(g) <= 2 for g in groups):
-        return s  # "20 30 40 50": a list of small numbers
-    if len(groups) > 6:
-        return s
-    return "[PHONE]"
-
-
-def _is_generic_addressee(name: str) -> bool:
-    """True for "Customer Support Team", "Kundendienstteam", "Sir": not a person's name."""
-    for token in name.lower().split():
-        token = token.strip(".,'’")
-        if token in _GENERIC_ADDRESSEE or _GENERIC_STEM.search(token):
-            return True
-    return False
-
-
-def _is_signoff_name(name: str) -> bool:
-    return not (_is_generic_addressee(name) or (name.isupper() and len(name) <= 4))
-
-
-def _redact_names(text: str) -> str:
-    """[NAME] after greetings ("Hi Anna,") and with sign-offs ("Thanks, Anna" / "Regards,\nAnna")."""
-    lines = text.split("\n")
-    changed = False
-    n = len(lines)
-    for i, line in enumerate(lines):
-        if not line or line[0] == "[":
-            continue
-        m = _GREETING.match(line)
-        if m is not None:
-            if not _is_generic_addressee(m.group(2)):
-                lines[i] = m.group(1) + "[NAME]" + line[m.end() :]
-                changed = True
-            continue
-        if len(line) > _MAX_SIGNOFF_LINE:
-            continue
-        m = _SIGNOFF_SAME.match(line)
-        if m is not None:
-            if _is_signoff_name(m.group(2)):
-                lines[i] = m.group(1) + "[NAME]"
-                changed = True
-            continue
-        if _SIGNOFF_BARE.match(line):
-            j = i + 1
-            if j < n and not lines[j].strip():
-                j += 1
-            if j < n:
-                m = _NAME_LINE.match(lines[j])
-                if m is not None and _is_signoff_name(m.group(2)):
-                    lines[j] = m.group(1) + "[NAME]"
-                    changed = True
-    return "\n".join(lines) if changed else text
 
 
 def redact_pii(text: str) -> str:
-    """Replace personal data with typed placeholders; idempotent.
+    """``ticket_triage.text.pii.redact_pii``: personal data to typed placeholders."""
+    from ticket_triage.text.pii import redact_pii as _redact
 
-    [URL] (http(s) and www. URLs, query strings included), [EMAIL], [IBAN] (mod-97 valid),
-    [CARD] (13-19 digits passing Luhn), [IP] (IPv4/IPv6), [PHONE] (international and local
-    formats; dates, amounts, order/ticket numbers and short numbers are left alone) and
-    [NAME] after greetings ("Hi Anna,", "Dear Mr. Smith,") and under sign-offs.
-    """
-    text = _coerce(text)
-    if not text:
-        return text
-    lower = text.lower()
-    if "http" in lower or "www." in lower:
-        text = _URL.sub("[URL]", text)
-    if "@" in text:
-        text = _EMAIL.sub("[EMAIL]", text)
-    numberish = _NUMBERISH.search(text) is not None
-    if numberish:
-        text = _IBAN.sub(_iban_sub, text)
-        text = _CARD.sub(_card_sub, text)
-        if "." in text:
-            text = _IPV4.sub("[IP]", text)
-    if text.count(":") >= 2:
-        text = _IPV6.sub(_ipv6_sub, text)
-    if numberish:
-        text = _PHONE.sub(_phone_sub, text)
-    return _redact_names(text)
+    return _redact(text)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("PLACEHOLDERS", "luhn_valid", "iban_valid"):
+        from ticket_triage.text import pii
+
+        return getattr(pii, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------
