@@ -24,6 +24,7 @@ from ticket_triage.ingest.rows import (
     _getter,
 )
 
+
 def _suggest(name: str, options: list[str] | tuple[str, ...]) -> str | None:
     """The option the user most likely meant: same name ignoring case, then a name that
     contains it (or is contained in it), then the closest spelling."""

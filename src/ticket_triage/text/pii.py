@@ -19,7 +19,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ticket_triage.text.clean import _MAX_SIGNOFF_LINE, _PUNCT, _SIGNOFF_WORDS, _coerce
+from ticket_triage.text.normalize import _coerce
+from ticket_triage.text.signatures import _MAX_SIGNOFF_LINE, _PUNCT, _SIGNOFF_WORDS
 
 __all__ = ["PLACEHOLDERS", "iban_valid", "luhn_valid", "redact_pii"]
 
