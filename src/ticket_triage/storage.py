@@ -3,7 +3,7 @@
 One SQLAlchemy Core :data:`metadata` holds every table: the review queue (``review_items``),
 reviewer and helpdesk-agent verdicts (``corrections``), the training-export watermark, and the
 helpdesk bookkeeping (``helpdesk_outbox``, ``helpdesk_events``, ``helpdesk_drafts``,
-``helpdesk_state``). The stores (:mod:`ticket_triage.review.store`,
+``helpdesk_state``, ``helpdesk_trust``). The stores (:mod:`ticket_triage.review.store`,
 :mod:`ticket_triage.helpdesk.outbox`, :mod:`ticket_triage.helpdesk.base`) import the tables from
 here and never write DDL themselves.
 
@@ -114,7 +114,7 @@ helpdesk_outbox = sa.Table(
     sa.Column("ticket_id", sa.String(200), nullable=False),
     sa.Column("op_json", sa.Text, nullable=False),
     sa.Column("idempotency_key", sa.String(400), nullable=False, unique=True),
-    sa.Column("status", sa.String(10), nullable=False, default="pending"),  # pending/sent/dead
+    sa.Column("status", sa.String(10), nullable=False, default="pending"),  # pending/sent/dead/skipped
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
@@ -148,6 +148,22 @@ helpdesk_state = sa.Table(  # polling cursors and other small adapter state
     "helpdesk_state", metadata,
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+
+helpdesk_trust = sa.Table(  # `triage helpdesk trust --apply`: who switched which label when
+    "helpdesk_trust", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("adapter", sa.String(40), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("mode", sa.String(10), nullable=False),          # auto | draft
+    sa.Column("changed_by", sa.String(200), nullable=False),
+    sa.Column("changed_at", sa.Float, nullable=False),
+    sa.Column("verdicts", sa.Integer, nullable=False),
+    sa.Column("confirmations", sa.Integer, nullable=False),
+    sa.Column("lower_bound", sa.Float, nullable=False),
+    sa.Column("reason", sa.String(400), nullable=False, default=""),
+    sa.Index("ix_helpdesk_trust_label", "adapter", "label", "id"),
 )
 
 
@@ -204,6 +220,8 @@ MIGRATIONS: list[Migration] = [
               _create(helpdesk_outbox, helpdesk_events, helpdesk_drafts, helpdesk_state)),
     Migration(3, "review items keyed on ticket id + content hash (unique among open items)",
               _review_item_key),
+    Migration(4, "helpdesk per-label trust changes (who switched a label to auto / back, when)",
+              _create(helpdesk_trust)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _PG_LOCK_KEY = 0x7471_6967  # "triage": pg_advisory_xact_lock key for migrations

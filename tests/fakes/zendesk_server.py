@@ -1,15 +1,21 @@
 """A real HTTP server on 127.0.0.1 (in a thread) that fakes the helpdesk APIs we call.
 
 ``FakeServer`` records every request and can be scripted to fail (``fail_next(429,
-headers={"Retry-After": "1"})``, ``fail_next(500)``, ``drop_next()`` to close the connection).
-``FakeZendesk`` adds the Zendesk endpoints the adapter uses, with ticket state:
+headers={"Retry-After": "1"})``, ``fail_next(500)``, ``drop_next()`` to close the connection),
+to rate-limit like the vendors do (``rate_limit(n, per_s)``: the n+1-th request in a window
+gets 429 with ``Retry-After``), and to stall after applying a write (``stall_after(...)``: the
+change is made, the answer never comes -- what a client sees when it dies mid-call).
+``FakeZendesk`` adds the Zendesk Support API v2 endpoints the adapter uses, with ticket state
+and the shapes of Zendesk's API reference:
 
 * ``PUT /api/v2/tickets/{id}/tags.json``  -- adds tags
-* ``PUT /api/v2/tickets/{id}.json``       -- comment (note), group_id, assignee_id
-* ``GET /api/v2/tickets/{id}.json``
-* ``GET /api/v2/incremental/tickets/cursor.json`` -- ``start_time`` / ``cursor`` paging
+* ``PUT /api/v2/tickets/{id}.json``       -- comment (private note), custom_fields, group_id,
+  assignee_id; a closed ticket answers 422 ("Status: closed prevents ticket update")
+* ``GET /api/v2/tickets/{id}.json``, ``GET /api/v2/tickets/{id}/comments.json`` (paged)
+* ``GET /api/v2/incremental/tickets/cursor.json`` -- ``start_time`` / ``cursor`` paging with
+  ``after_cursor``, ``after_url`` and ``end_of_stream``
 
-Other fakes (Intercom, Front) are a ``FakeServer`` with ``route(...)`` handlers.
+``tests/fakes/intercom_server.py`` and ``front_server.py`` build on ``FakeServer``.
 """
 
 from __future__ import annotations
@@ -57,6 +63,12 @@ class FakeServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.received = threading.Condition()
+        self._rate: tuple[int, float] | None = None
+        self._window: list[float] = []
+        self.rate_limited = 0
+        self._stall: tuple[str, str, int] | None = None  # (method, path part, nth)
+        self._stall_seen = 0
+        self.release = threading.Event()
 
     # ---- scripting -----------------------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -66,6 +78,15 @@ class FakeServer:
                   path_contains: str | None = None) -> None:
         with self._lock:
             self._failures.append(_Failure(status, headers or {}, times, path_contains))
+
+    def rate_limit(self, n: int, per_s: float) -> None:
+        """Answer 429 + Retry-After once more than ``n`` requests came within ``per_s``."""
+        self._rate = (n, per_s)
+
+    def stall_after(self, method: str, path_contains: str, nth: int = 1) -> None:
+        """Apply the ``nth`` matching request, then hold its answer until ``release`` is set."""
+        self._stall = (method, path_contains, nth)
+        self._stall_seen = 0
 
     def drop_next(self, *, times: int = 1, path_contains: str | None = None) -> None:
         """Close the connection without an answer (a network failure)."""
@@ -114,6 +135,21 @@ class FakeServer:
                 rec = Recorded(self.command, u.path, parse_qs(u.query), dict(self.headers), body)
                 with server._lock:
                     server.requests.append(rec)
+                    limited = None
+                    if server._rate is not None:
+                        n, per = server._rate
+                        now = time.time()
+                        server._window = [t for t in server._window if t > now - per]
+                        if len(server._window) >= n:
+                            limited = max(1, int(server._window[0] + per - now + 0.999))
+                            server.rate_limited += 1
+                        else:
+                            server._window.append(now)
+                    stall = False
+                    if server._stall and self.command == server._stall[0] \
+                            and server._stall[1] in u.path:
+                        server._stall_seen += 1
+                        stall = server._stall_seen == server._stall[2]
                     fail = None
                     for f in server._failures:
                         if f.times > 0 and (f.path_contains is None or f.path_contains in u.path):
@@ -122,6 +158,10 @@ class FakeServer:
                             break
                     server._failures = [f for f in server._failures if f.times > 0]
                 try:
+                    if limited is not None:
+                        self._send(429, {"error": "APIRateLimitExceeded"},
+                                   {"Retry-After": str(limited)})
+                        return
                     if fail is not None and fail.drop:
                         self.close_connection = True
                         self.connection.shutdown(2)
@@ -133,6 +173,10 @@ class FakeServer:
                         m = pat.match(u.path)
                         if m and method == self.command:
                             status, payload = handler(rec, m)
+                            if stall:  # applied; the client never hears back
+                                server.release.wait(30)
+                                self.close_connection = True
+                                return
                             self._send(status, payload)
                             return
                     self._send(404, {"error": f"no fake route for {self.command} {u.path}"})
@@ -183,6 +227,7 @@ class FakeZendesk(FakeServer):
         self.route("PUT", r"/api/v2/tickets/(\d+)/tags\.json", self._add_tags)
         self.route("PUT", r"/api/v2/tickets/(\d+)\.json", self._update)
         self.route("GET", r"/api/v2/tickets/(\d+)\.json", self._get)
+        self.route("GET", r"/api/v2/tickets/(\d+)/comments\.json", self._comments)
         self.route("GET", r"/api/v2/incremental/tickets/cursor\.json", self._incremental)
 
     def add_ticket(self, tid: str | int, subject: str, description: str, tags: list[str] | None = None,
@@ -206,16 +251,41 @@ class FakeZendesk(FakeServer):
 
     def _add_tags(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
         with self._lock:
+            if self._closed(m.group(1)):
+                return 422, {"error": "RecordInvalid",
+                             "description": "Status: closed prevents ticket update"}
             t = self._ticket(m.group(1))
             for tag in (rec.json or {}).get("tags", []):
                 if tag not in t["tags"]:
                     t["tags"].append(tag)
             return 200, {"tags": list(t["tags"])}
 
+    def _closed(self, tid: str) -> bool:
+        return self.tickets.get(tid, {}).get("status") == "closed"
+
+    def _comments(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
+        items = [{"id": i + 1, "type": "Comment", "body": c.get("body"),
+                  "public": c.get("public", True)} for i, c in enumerate(self.notes_of(m.group(1)))]
+        page = int((rec.query.get("page") or ["1"])[0])
+        size = 2  # small pages so clients must follow next_page
+        chunk = items[(page - 1) * size:page * size]
+        nxt = f"{self.url}/api/v2/tickets/{m.group(1)}/comments.json?page={page + 1}" \
+            if page * size < len(items) else None
+        return 200, {"comments": chunk, "next_page": nxt, "count": len(items)}
+
     def _update(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
         body = (rec.json or {}).get("ticket") or {}
         with self._lock:
+            if self._closed(m.group(1)):
+                return 422, {"error": "RecordInvalid", "description": "Record validation errors",
+                             "details": {"status": [{"description":
+                                                     "Status: closed prevents ticket update"}]}}
             t = self._ticket(m.group(1))
+            if "custom_fields" in body:
+                fields = {f["id"]: f for f in t.setdefault("custom_fields", [])}
+                for f in body["custom_fields"]:
+                    fields[f["id"]] = {"id": f["id"], "value": f["value"]}
+                t["custom_fields"] = list(fields.values())
             if "comment" in body:
                 self.comments.setdefault(m.group(1), []).append(body["comment"])
             for k in ("group_id", "assignee_id", "status", "priority"):
@@ -238,5 +308,22 @@ class FakeZendesk(FakeServer):
             start = 0
         page = items[start:start + self.page_size]
         end = start + len(page)
+        base = f"{self.url}/api/v2/incremental/tickets/cursor.json"
         return 200, {"tickets": page, "after_cursor": str(end), "before_cursor": str(start),
+                     "after_url": f"{base}?cursor={end}", "before_url": f"{base}?cursor={start}",
                      "end_of_stream": end >= len(items)}
+
+    def set_field(self, tid: str | int, field_id: int, value: str | None) -> None:
+        """An agent changes a custom field (and the ticket's updated_at moves)."""
+        with self._lock:
+            t = self.tickets[str(tid)]
+            fields = {f["id"]: f for f in t.setdefault("custom_fields", [])}
+            fields[field_id] = {"id": field_id, "value": value}
+            t["custom_fields"] = list(fields.values())
+            t["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+
+    def field_of(self, tid: str | int, field_id: int) -> Any:
+        for f in self.tickets.get(str(tid), {}).get("custom_fields", []):
+            if f["id"] == field_id:
+                return f["value"]
+        return None

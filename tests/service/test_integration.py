@@ -394,7 +394,7 @@ def _event(tid: str, event_id: str) -> dict:
 
 def _signed(payload: dict, secret: str = SECRET) -> tuple[bytes, dict]:
     body = json.dumps(payload).encode()
-    ts = "2026-01-02T10:00:01Z"
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # inside the replay window
     return body, {"X-Zendesk-Webhook-Signature": sign(secret, ts, body),
                   "X-Zendesk-Webhook-Signature-Timestamp": ts,
                   "Content-Type": "application/json"}

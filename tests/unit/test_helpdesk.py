@@ -87,7 +87,12 @@ def event(tid, *, event_id, subject="Card", description="my card has not arrived
             "event": {}}
 
 
-def post(client, payload, secret=SECRET, ts="2026-01-02T10:00:01Z", sig=None):
+def now_ts() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def post(client, payload, secret=SECRET, ts=None, sig=None):
+    ts = ts or now_ts()
     body = json.dumps(payload).encode()
     return client.post("/zendesk", content=body, headers={
         "X-Zendesk-Webhook-Signature": sig if sig is not None else sign(secret, ts, body),
@@ -292,7 +297,7 @@ def test_intercom_request_shapes(store, taxonomy, monkeypatch):
                                                     "name": r.json["name"]}))
     srv.route("POST", r"/conversations/(\w+)/(tags|reply|parts)", lambda r, m: (200, {"ok": 1}))
     srv.route("POST", r"/conversations/search", lambda r, m: (200, {
-        "conversations": [{"id": "c1", "updated_at": 1700000100,
+        "conversations": [{"id": "1911149811", "updated_at": 1700000100,
                            "source": {"subject": "", "body": "<p>my card is broken</p>"},
                            "tags": {"tags": []}}], "pages": {}}))
     with srv:
@@ -307,40 +312,47 @@ def test_intercom_request_shapes(store, taxonomy, monkeypatch):
         assert search.json["query"] == {"field": "updated_at", "operator": ">", "value": 0}
         assert search.headers["Authorization"] == "Bearer ic-token"
         assert search.headers["Intercom-Version"]
-        tag_posts = srv.calls("POST", "/conversations/c1/tags")
+        tag_posts = srv.calls("POST", "/conversations/1911149811/tags")
         assert [c.json for c in tag_posts] == [
             {"id": "t-triage_draft_card_management", "admin_id": "9"},
             {"id": "t-triage_band_draft", "admin_id": "9"}, {"id": "t-triage_urgency_p3", "admin_id": "9"}]
-        (note,) = srv.calls("POST", "/conversations/c1/reply")
+        (note,) = srv.calls("POST", "/conversations/1911149811/reply")
         assert note.json["message_type"] == "note" and note.json["type"] == "admin"
         assert "card_management" in note.json["body"]
 
 
-def test_front_request_shapes(store, taxonomy):
-    srv = FakeServer()
-    srv.route("POST", r"/tags", lambda r, m: (201, {"id": f"tag_{r.json['name']}"}))
-    srv.route("POST", r"/conversations/(\w+)/(tags|comments)", lambda r, m: (204, None))
-    srv.route("PUT", r"/conversations/(\w+)/assignee", lambda r, m: (204, None))
-    srv.route("GET", r"/conversations/search/after:0", lambda r, m: (200, {
-        "_results": [{"id": "cnv_1", "subject": "Lost", "updated_at": 1700000200.5, "tags": []}],
-        "_pagination": {"next": None}}))
-    srv.route("GET", r"/conversations/cnv_1/messages", lambda r, m: (200, {
-        "_results": [{"created_at": 1, "text": "my phone was stolen", "body": "<p>x</p>"}]}))
-    with srv:
+def test_front_request_shapes(store, taxonomy, monkeypatch):
+    """Company tags looked up by name (one exists, two are created), the customer's first
+    message read from the paginated messages (newest first), comment and assignee."""
+    from front_server import FakeFront
+
+    monkeypatch.setenv("TEST_FRONT_TOKEN", "front-token")
+    with FakeFront() as srv:
+        existing = srv.add_tag("triage_band_auto_route")
+        srv.add_tag("unrelated")
+        srv.add_conversation("cnv_1", [(True, "my phone was stolen"), (False, "we are on it"),
+                                       (True, "any news?"), (False, "yes")], subject="Lost",
+                             created_at=time.time() - 10)
         a = FrontAdapter({"provider": "front", "base_url": srv.url, "mode": "auto",
+                          "api_token_env": "TEST_FRONT_TOKEN",
                           "auto_labels": ["fraud_and_security"], "audit_share": 0,
                           "routing": {"fraud_and_security": {"assignee_id": "tea_5"}}},
                          classify=FakeClassifier(), store=store, taxonomy=taxonomy,
                          clean=lambda s, b: b)
-        assert a.sync().drafted == 1
+        rep = a.sync()
+        assert rep.drafted == 1 and rep.decisions["cnv_1"].topic == "fraud_and_security"
+        assert len(srv.calls("GET", "/conversations/cnv_1/messages")) == 2  # followed the pages
         assert a.drain_outbox().sent == 3
-        (tags,) = srv.calls("POST", "/conversations/cnv_1/tags")
-        assert tags.json == {"tag_ids": ["tag_triage_draft_fraud_and_security",
-                                         "tag_triage_band_auto_route", "tag_triage_urgency_p1",
-                                         "tag_triage_auto_fraud_and_security"]}
-        assert "fraud_and_security" in srv.calls("POST", "/comments")[0].json["body"]
-        assert srv.calls("PUT", "/assignee")[0].json == {"assignee_id": "tea_5"}
-        assert a.get_state("since") == "1700000200"
+        assert not [c for c in srv.requests if c.path == "/tags"]  # legacy endpoint never used
+        assert len(srv.calls("POST", "/company/tags")) == 3  # three new names, not the existing one
+        assert existing["id"] in srv.calls("POST", "/conversations/cnv_1/tags")[0].json["tag_ids"]
+        assert sorted(srv.tag_names("cnv_1")) == sorted([
+            "triage_draft_fraud_and_security", "triage_band_auto_route", "triage_urgency_p1",
+            "triage_auto_fraud_and_security"])
+        assert "fraud_and_security" in srv.comments["cnv_1"][0]["body"]
+        assert srv.conversations["cnv_1"]["assignee"] == {"id": "tea_5"}
+        # nothing changed: the next pass sees the conversation again, as a duplicate
+        assert a.sync().drafted == 0
 
 
 def test_webhook_ticket_uses_the_zendesk_export_map(tmp_path, store, taxonomy):

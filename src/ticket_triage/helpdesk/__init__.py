@@ -1,9 +1,11 @@
 """Helpdesk integration: receive tickets, classify them, write drafts back, read feedback.
 
 ``build_adapter(cfg, classify=..., store=...)`` picks the adapter named by
-``cfg["provider"]`` (``zendesk``, ``intercom``, ``front``). Writes go through a persisted
-outbox (:mod:`ticket_triage.helpdesk.outbox`); webhooks through
-:func:`ticket_triage.helpdesk.webhooks.create_webhook_app`.
+``cfg["provider"]`` (``zendesk``, ``intercom``, ``front``); :func:`helpdesk_configs` turns the
+``helpdesk`` params section (one provider plus ``additional:`` ones) into one adapter config
+each. Writes go through a persisted outbox (:mod:`ticket_triage.helpdesk.outbox`); webhooks
+through :func:`ticket_triage.helpdesk.webhooks.create_webhook_app`; the polling worker is
+:mod:`ticket_triage.helpdesk.worker`; per-label trust :mod:`ticket_triage.helpdesk.trust`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,46 @@ from ticket_triage.helpdesk.outbox import (DrainReport, Outbox, OutboxWorker, Pe
 if TYPE_CHECKING:
     from ticket_triage.review.store import ReviewStore
     from ticket_triage.taxonomy import Taxonomy
+
+
+# helpdesk keys that configure the deployment, not one adapter (HelpdeskConfig rejects them)
+DEPLOY_KEYS = ("webhooks_enabled", "additional")
+# keys an `additional:` entry inherits from the main section (the rest is per provider)
+SHARED_KEYS = ("mode", "tag_prefix", "review_bands", "audit_share", "audit_seed", "timeout_s",
+               "webhook_max_skew_s", "webhook_max_events", "poll", "outbox", "trust", "worker")
+PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "zendesk": {"email_env": "ZENDESK_EMAIL", "api_token_env": "ZENDESK_API_TOKEN",
+                "webhook_secret_env": "ZENDESK_WEBHOOK_SECRET"},
+    "intercom": {"email_env": None, "api_token_env": "INTERCOM_ACCESS_TOKEN",
+                 "webhook_secret_env": "INTERCOM_CLIENT_SECRET",
+                 "base_url": "https://api.intercom.io"},
+    "front": {"email_env": None, "api_token_env": "FRONT_API_TOKEN",
+              "webhook_secret_env": "FRONT_APP_SECRET", "base_url": "https://api2.frontapp.com"},
+}
+
+
+def helpdesk_configs(section: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One adapter config per configured helpdesk: the section itself (its ``provider``) and
+    each ``additional:`` entry (inheriting :data:`SHARED_KEYS`, with the provider's own
+    default env var names). Providers must be distinct."""
+    section = dict(section or {})
+    main = {k: v for k, v in section.items() if k not in DEPLOY_KEYS}
+    out = [main]
+    extra = section.get("additional") or []
+    if not isinstance(extra, list):
+        raise ValueError("helpdesk.additional must be a list of {provider: ..., base_url: ...}")
+    for i, e in enumerate(extra):
+        if not isinstance(e, Mapping) or not e.get("provider"):
+            raise ValueError(f"helpdesk.additional[{i}] needs a provider (zendesk|intercom|front)")
+        prov = str(e["provider"])
+        cfg = {k: main[k] for k in SHARED_KEYS if k in main}
+        cfg.update(PROVIDER_DEFAULTS.get(prov, {}))
+        cfg.update(dict(e))
+        out.append(cfg)
+    names = [str(c.get("provider") or "zendesk") for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"helpdesk: each provider may be configured once, got {names}")
+    return out
 
 
 def build_adapter(cfg: Mapping[str, Any] | HelpdeskConfig, *, classify: Classify,
@@ -35,6 +77,6 @@ def build_adapter(cfg: Mapping[str, Any] | HelpdeskConfig, *, classify: Classify
     return classes[c.provider](c, classify=classify, store=store, taxonomy=taxonomy, **kwargs)
 
 
-__all__ = ["build_adapter", "HelpdeskAdapter", "HelpdeskConfig", "Incoming", "HandleReport",
+__all__ = ["build_adapter", "helpdesk_configs", "HelpdeskAdapter", "HelpdeskConfig", "Incoming", "HandleReport",
            "SignatureError", "Outbox", "OutboxWorker", "DrainReport", "RetryableError",
            "PermanentError", "Classify"]

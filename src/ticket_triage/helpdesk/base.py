@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import time
+from urllib.parse import quote
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -50,7 +51,29 @@ _TAG_SAFE = re.compile(r"[^a-z0-9_\-]+")
 
 
 class SignatureError(PermissionError):
-    """A webhook delivery failed signature verification (answer 401)."""
+    """A webhook delivery failed signature verification, or its timestamp is stale or
+    unreadable (answer 401 with the reason)."""
+
+
+class PayloadError(ValueError):
+    """A signed webhook delivery is malformed (answer 400 with the reason)."""
+
+
+DEFAULT_REPLAY_WINDOW_S = 300.0
+
+
+def check_timestamp(ts: float | None, raw: Any, max_skew_s: float | None, *,
+                    what: str, now: float | None = None) -> None:
+    """Refuse a delivery whose signed timestamp is unreadable (always) or further than
+    ``max_skew_s`` seconds from now (the replay window; ``None`` switches only the window off)."""
+    if ts is None or ts != ts or ts in (float("inf"), float("-inf")):
+        raise SignatureError(f"unreadable {what}: {str(raw)[:60]!r}")
+    if max_skew_s is not None:
+        skew = (time.time() if now is None else now) - ts
+        if abs(skew) > float(max_skew_s):
+            raise SignatureError(f"{what} is {abs(skew):.0f} s {'old' if skew > 0 else 'ahead'}; "
+                                 f"deliveries outside the {float(max_skew_s):.0f} s replay window "
+                                 "are refused (helpdesk.webhook_max_skew_s)")
 
 
 @dataclass
@@ -66,7 +89,16 @@ class HelpdeskConfig:
     email_env: str | None = "ZENDESK_EMAIL"
     api_token_env: str | None = "ZENDESK_API_TOKEN"
     webhook_secret_env: str | None = "ZENDESK_WEBHOOK_SECRET"
-    webhook_max_skew_s: float | None = None  # reject deliveries older than this (None: off)
+    webhook_max_skew_s: float | None = DEFAULT_REPLAY_WINDOW_S  # replay window (None: off)
+    webhook_max_events: int = 100            # events in one delivery; more -> 400
+    topic_field_id: int | None = None        # Zendesk: custom dropdown field holding the topic
+    topic_field_prefix: str = ""             # its option values: <prefix><topic id>
+    trust_min_confirmations: int = 30        # `triage helpdesk trust`: agent verdicts needed
+    trust_target_precision: float = 0.95     # lower bound of the confirmation rate needed
+    trust_confidence: float = 0.95
+    trust_method: str = "wilson"             # wilson | clopper_pearson
+    worker_interval_s: float = 60.0          # `triage helpdesk run`: seconds between passes
+    worker_health_file: str = "var/helpdesk-health.json"
     auto_labels: list[str] = field(default_factory=list)
     routing: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag_prefix: str = "triage"
@@ -85,11 +117,12 @@ class HelpdeskConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "HelpdeskConfig":
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known - {"outbox", "poll", "webhook"})
+        groups = ("outbox", "poll", "webhook", "trust", "worker")
+        unknown = sorted(set(d) - known - set(groups))
         if unknown:
             raise ValueError(f"helpdesk config: unknown keys {unknown}; known: {sorted(known)}")
         kw = {k: v for k, v in d.items() if k in known}
-        for sub in ("outbox", "poll", "webhook"):  # flatten nested groups
+        for sub in groups:  # flatten nested groups
             for k, v in (d.get(sub) or {}).items():
                 name = k if k in known else f"{sub}_{k}"
                 if name not in known:
@@ -100,6 +133,12 @@ class HelpdeskConfig:
             raise ValueError(f"helpdesk.mode is {cfg.mode!r}; use 'draft' or 'auto'")
         cfg.auto_labels = list(cfg.auto_labels or [])
         cfg.routing = dict(cfg.routing or {})
+        if cfg.trust_method not in ("wilson", "clopper_pearson"):
+            raise ValueError(f"helpdesk.trust.method is {cfg.trust_method!r}; use 'wilson' or "
+                             "'clopper_pearson'")
+        if cfg.webhook_max_skew_s is not None and float(cfg.webhook_max_skew_s) <= 0:
+            raise ValueError("helpdesk.webhook_max_skew_s must be > 0 seconds (or null to switch "
+                             "the replay window off)")
         return cfg
 
 
@@ -112,6 +151,8 @@ class Incoming:
     version: str                 # webhook event id, or updated_at for polled tickets
     is_new: bool | None = None   # True for a creation event; None when unknown
     actor: str | None = None     # who made the change (agent id), when the event says
+    skip_reason: str | None = None  # e.g. "closed": recorded, never classified or written
+    topic_value: str | None = None  # the topic a custom field holds (Zendesk dropdown)
 
 
 @dataclass
@@ -124,7 +165,27 @@ class HandleReport:
     queued_for_review: int = 0
     feedback: int = 0
     skipped: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
+
+    def summary(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "decisions"}
+        return d
+
+    def __add__(self, o: "HandleReport") -> "HandleReport":
+        r = HandleReport()
+        for k in ("received", "duplicates", "classified", "drafted", "routed",
+                  "queued_for_review", "feedback", "skipped"):
+            setattr(r, k, getattr(self, k) + getattr(o, k))
+        for src in (self.skipped_reasons, o.skipped_reasons):
+            for k, v in src.items():
+                r.skipped_reasons[k] = r.skipped_reasons.get(k, 0) + v
+        r.decisions = {**self.decisions, **o.decisions}
+        return r
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -147,6 +208,28 @@ class HelpdeskAdapter(ABC):
     """Base class; see the module docstring for the flow."""
 
     name: str = "helpdesk"
+    #: what a ticket / conversation id of this helpdesk looks like (checked before any use)
+    id_pattern: re.Pattern[str] = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+    id_example: str = "12345"
+
+    def validate_id(self, value: Any) -> str:
+        """The id as a string, or :class:`PayloadError` saying what an id must look like."""
+        if value is None or isinstance(value, bool) or not isinstance(value, (str, int)):
+            got = "missing" if value is None else f"a {type(value).__name__}"
+            raise PayloadError(f"{self.name}: no ticket id ({got}); expected an id like "
+                               f"{self.id_example!r}")
+        s = str(value)
+        if not self.id_pattern.fullmatch(s):
+            raise PayloadError(f"{self.name}: ticket id {s[:40]!r} is not a valid {self.name} id "
+                               f"(like {self.id_example!r})")
+        return s
+
+    def path_id(self, value: Any) -> str:
+        """A validated id, percent-encoded for use as one URL path segment."""
+        try:
+            return quote(self.validate_id(value), safe="")
+        except PayloadError as exc:
+            raise PermanentError(str(exc)) from exc
 
     def __init__(self, cfg: HelpdeskConfig | Mapping[str, Any], *, classify: Classify,
                  store: ReviewStore, taxonomy: "Taxonomy | None" = None,
@@ -164,6 +247,28 @@ class HelpdeskAdapter(ABC):
         self._client = client
         self._clean = clean
         self.prefix = self.cfg.tag_prefix
+        self.bad_items: list[str] = []        # polled items refused (invalid id, bad fields)
+        self.on_progress: Callable[[str], None] | None = None
+        self.auto_labels_override: set[str] | None = None  # set by the trust table
+
+    def progress(self, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(message)
+
+    def relative(self, url: Any) -> str | None:
+        """A next-page URL made relative to ``base_url`` (same host only), else None."""
+        if not url or not isinstance(url, str):
+            return None
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        base = urlsplit(self.cfg.base_url)
+        if u.netloc and u.netloc != base.netloc:
+            raise PermanentError(f"{self.name}: next-page link points to {u.netloc}, not "
+                                 f"{base.netloc}; refusing to follow it")
+        prefix = base.path.rstrip("/")
+        path = u.path[len(prefix):] if prefix and u.path.startswith(prefix) else u.path
+        return path + (f"?{u.query}" if u.query else "")
 
     # ---- provider hooks ------------------------------------------------------------------
     @abstractmethod
@@ -175,10 +280,21 @@ class HelpdeskAdapter(ABC):
         """Carry out one outbox operation (``add_tags``, ``add_note``, ``route``)."""
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise :class:`SignatureError` unless the delivery is signed and fresh."""
         raise SignatureError(f"{self.name}: webhooks are not supported; use polling")
 
     def parse_webhook(self, body: bytes) -> list[Incoming]:
-        raise NotImplementedError(f"{self.name}: webhooks are not supported; use polling")
+        """The deliveries' tickets; :class:`PayloadError` (400) when malformed."""
+        raise PayloadError(f"{self.name}: webhooks are not supported; use polling")
+
+    def webhook_challenge(self, headers: Mapping[str, str], body: bytes) -> Any:
+        """The answer to a (verified) subscription handshake, or None for a normal delivery."""
+        return None
+
+    def webhook_secret(self) -> str:
+        import os
+
+        return os.environ.get(self.cfg.webhook_secret_env or "", "")
 
     def _auth(self) -> Any:
         return None
@@ -209,9 +325,12 @@ class HelpdeskAdapter(ABC):
         except httpx.TransportError as exc:
             raise RetryableError(f"{self.name} {method} {path}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code == 429:
+            wait = parse_retry_after(resp.headers.get("Retry-After"))
+            reset = resp.headers.get("X-RateLimit-Reset")  # Intercom: epoch seconds
+            if wait is None and reset and reset.strip().isdigit():
+                wait = max(0.0, float(reset) - time.time())
             raise RetryableError(f"{self.name} {method} {path}: 429 rate limited",
-                                 retry_after=parse_retry_after(resp.headers.get("Retry-After"))
-                                 or 60.0, status=429)
+                                 retry_after=60.0 if wait is None else wait, status=429)
         if resp.status_code >= 500 or resp.status_code in (408, 409):
             raise RetryableError(f"{self.name} {method} {path}: HTTP {resp.status_code}: "
                                  f"{resp.text[:200]}", status=resp.status_code)
@@ -297,10 +416,15 @@ class HelpdeskAdapter(ABC):
             if tid in drafted:
                 if self._feedback(inc, drafted[tid], keys[id(inc)]):
                     rep.feedback += 1
+            elif inc.skip_reason:  # e.g. a closed ticket: never classified, never written
+                self._mark(keys[id(inc)])
+                rep.skip(inc.skip_reason)
+                log.info("%s: ticket %s skipped: %s", self.name, tid, inc.skip_reason)
             elif inc.is_new is False or any(t.startswith(f"{self.prefix}_") for t in inc.tags):
                 # An update to a ticket we never drafted, or one triaged elsewhere: leave it.
                 self._mark(keys[id(inc)])
-                rep.skipped += 1
+                rep.skip("update of a ticket that was never drafted"
+                         if inc.is_new is False else "already carries triage tags")
             else:
                 to_classify.append(inc)
         if not to_classify:
@@ -330,6 +454,7 @@ class HelpdeskAdapter(ABC):
                         tags_json=json.dumps(list(inc.tags))))
                     for i, op in enumerate(ops):
                         self.outbox.put(self.name, str(t.id), op, f"{key}:{i}:{op['op']}", conn=conn)
+                    self.on_drafted(conn, str(t.id), d)
             except IntegrityError:  # a concurrent delivery of the same event won the race
                 rep.duplicates += 1
                 continue
@@ -355,9 +480,12 @@ class HelpdeskAdapter(ABC):
             pass
 
     def agent_topic(self, tags: Sequence[str], drafted_topic: str | None,
-                    initial_tags: Sequence[str] = ()) -> str | None:
-        """The topic an agent gave the ticket through tags, or None if they did not."""
+                    initial_tags: Sequence[str] = (), field_value: str | None = None
+                    ) -> str | None:
+        """The topic an agent gave the ticket through tags (or the topic field), else None."""
         known = set(self.taxonomy.topic_ids) if self.taxonomy is not None else None
+        if field_value and field_value != drafted_topic and (known is None or field_value in known):
+            return field_value  # the agent changed the dropdown we set
         by_tag = {self.tag("confirmed", t): t for t in (known or ())}
         draft_by_tag = {self.tag("draft", t): t for t in (known or ())}
         confirmed_p, draft_p = f"{self.prefix}_confirmed_", f"{self.prefix}_draft_"
@@ -385,7 +513,8 @@ class HelpdeskAdapter(ABC):
         return None
 
     def _feedback(self, inc: Incoming, draft: Mapping[str, Any], key: str) -> bool:
-        topic = self.agent_topic(inc.tags, draft["topic"], json.loads(draft["tags_json"] or "[]"))
+        topic = self.agent_topic(inc.tags, draft["topic"], json.loads(draft["tags_json"] or "[]"),
+                                 inc.topic_value)
         last = draft["final_topic"]
         recorded = False
         try:
@@ -411,19 +540,41 @@ class HelpdeskAdapter(ABC):
         return recorded
 
     # ---- what to write -------------------------------------------------------------------
+    def on_drafted(self, conn: Any, ticket_id: str, d: Decision) -> None:
+        """Hook: called inside the draft's transaction (the trust ledger counts drafts)."""
+
+    def extra_ops(self, ticket_id: str, d: Decision) -> list[dict[str, Any]]:
+        """Provider-specific writes beside tags and note (Zendesk: the topic dropdown)."""
+        return []
+
+    def route_target(self, d: Decision) -> Mapping[str, Any] | None:
+        """Where to route ``d`` (auto mode, auto_route band, a label allowed to auto-route)."""
+        if self.auto_labels_override is None:
+            return self.routing.route_for(d.topic, d.band)
+        if (self.cfg.mode != "auto" or d.band != "auto_route"
+                or d.topic not in self.auto_labels_override):
+            return None
+        return self.routing.targets.get(d.topic)
+
     def ops_for(self, ticket_id: str, d: Decision) -> list[dict[str, Any]]:
         """The outbox operations that apply decision ``d`` to the ticket."""
+        import hashlib
+
         tags = [self.tag("band", d.band)]
         if d.topic:
             tags.insert(0, self.tag("draft", d.topic))
         if d.urgency:
             tags.append(self.tag("urgency", d.urgency))
-        target = self.routing.route_for(d.topic, d.band)
+        target = self.route_target(d)
         if target is not None:
             tags.append(self.tag("auto", d.topic))
+        ref = hashlib.sha256(f"{self.name}:{ticket_id}:{d.topic}:{d.model_version}:"
+                             f"{time.time_ns()}".encode()).hexdigest()[:12]
         ops: list[dict[str, Any]] = [
             {"op": "add_tags", "ticket_id": ticket_id, "tags": tags},
-            {"op": "add_note", "ticket_id": ticket_id, "body": self.note_text(d, routed=target is not None)},
+            {"op": "add_note", "ticket_id": ticket_id, "ref": f"triage-ref:{ref}",
+             "body": self.note_text(d, routed=target is not None) + f"\n(triage-ref:{ref})"},
+            *self.extra_ops(ticket_id, d),
         ]
         if target is not None:
             ops.append({"op": "route", "ticket_id": ticket_id, **dict(target)})

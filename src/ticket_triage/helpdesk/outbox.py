@@ -44,6 +44,10 @@ class PermanentError(RuntimeError):
         self.status = status
 
 
+class SkippedError(PermanentError):
+    """The operation no longer applies (e.g. the ticket was closed); kept as ``skipped``."""
+
+
 class Performer(Protocol):
     name: str
 
@@ -70,10 +74,11 @@ class DrainReport:
     retried: int = 0
     dead: int = 0
     paused: dict[str, float] = field(default_factory=dict)  # adapter -> resume time (429)
+    skipped: int = 0
 
     def __add__(self, o: "DrainReport") -> "DrainReport":
         return DrainReport(self.sent + o.sent, self.retried + o.retried, self.dead + o.dead,
-                           {**self.paused, **o.paused})
+                           {**self.paused, **o.paused}, self.skipped + o.skipped)
 
 
 class Outbox:
@@ -138,14 +143,19 @@ class Outbox:
             if r["adapter"] in report.paused:
                 continue
             with self.store.engine.begin() as conn:  # lease: no other drainer takes it now
+                # The attempt is counted when leased: after a crash mid-call, the next
+                # attempt knows an earlier one may have landed (adapters check first).
                 got = conn.execute(helpdesk_outbox.update().where(
-                    o.id == r["id"], o.status == "pending", o.next_attempt_at <= now
-                ).values(next_attempt_at=now + self.lease_s)).rowcount
+                    o.id == r["id"], o.status == "pending", o.next_attempt_at <= now,
+                    o.attempts == r["attempts"]
+                ).values(next_attempt_at=now + self.lease_s, attempts=o.attempts + 1)).rowcount
             if got != 1:
                 continue
             attempts = r["attempts"] + 1
+            op = json.loads(r["op_json"])
+            op["_attempt"] = attempts
             try:
-                performers[r["adapter"]].perform(json.loads(r["op_json"]))
+                performers[r["adapter"]].perform(op)
             except RetryableError as exc:
                 if exc.retry_after is not None:
                     nxt = now + max(0.0, exc.retry_after)
@@ -161,6 +171,12 @@ class Outbox:
                     log.error("outbox %s: giving up after %d attempts: %s", r["id"], attempts, exc)
                 else:
                     report.retried += 1
+                continue
+            except SkippedError as exc:
+                self._update(r["id"], status="skipped", attempts=attempts, next_attempt_at=now,
+                             last_error=str(exc)[:2000])
+                report.skipped += 1
+                log.info("outbox %s: skipped: %s", r["id"], exc)
                 continue
             except PermanentError as exc:
                 self._update(r["id"], status="dead", attempts=attempts, next_attempt_at=now,

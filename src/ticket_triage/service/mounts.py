@@ -60,7 +60,7 @@ ENV_PARAMS = "TRIAGE_PARAMS"
 DEFAULT_DB_URL_ENV = "TRIAGE_REVIEW_DB_URL"
 DEFAULT_DB_URL = "sqlite:///var/review.sqlite"
 # helpdesk keys that configure this deployment, not the adapter (HelpdeskConfig rejects them)
-HELPDESK_DEPLOY_KEYS = ("webhooks_enabled",)
+HELPDESK_DEPLOY_KEYS = ("webhooks_enabled", "additional")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -290,52 +290,69 @@ def review_app() -> ASGIApp:
 def webhooks_app(classify: Callable[[list[Ticket]], list[Decision]], *,
                  params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                  start_worker: bool = True) -> ASGIApp:
-    """The helpdesk webhook app (``POST /<provider>``) from ``params["helpdesk"]`` (builds now).
+    """The helpdesk webhook app (``POST /<provider>`` for every configured helpdesk: the
+    ``helpdesk`` section's provider and its ``additional:`` ones), built now.
 
-    On only when ``helpdesk.webhooks_enabled`` is true *and* the env var named by
-    ``helpdesk.webhook_secret_env`` is set; otherwise a 503 app whose JSON message says which
-    key / variable to set. When on, the adapter writes to the shared review store and an
-    :class:`~ticket_triage.helpdesk.OutboxWorker` thread (started here) delivers its drafts.
+    On only when ``helpdesk.webhooks_enabled`` is true *and* a provider's
+    ``webhook_secret_env`` variable is set; otherwise a 503 app whose JSON message says which
+    key / variable to set (a provider without its secret answers that 503 alone). Adapters
+    write to the shared review store; one :class:`~ticket_triage.helpdesk.OutboxWorker`
+    thread (started here) delivers their drafts.
     """
     params = deploy_params() if params is None else params
     env = os.environ if env is None else env
-    cfg = dict(params.get("helpdesk") or {})
-    provider = cfg.get("provider") or "zendesk"
-    secret_env = cfg.get("webhook_secret_env") or "ZENDESK_WEBHOOK_SECRET"
-    missing = []
-    if not cfg.get("webhooks_enabled", False):
-        missing.append("set helpdesk.webhooks_enabled: true (conf/helpdesk/"
-                       f"{provider}.yaml, then `triage config compose`)")
-    if not env.get(secret_env):
-        missing.append(f"set the env var {secret_env} to the webhook signing secret")
-    if missing:
-        msg = f"helpdesk webhooks are off: {'; '.join(missing)}"
+    section = dict(params.get("helpdesk") or {})
+    from ticket_triage.helpdesk import helpdesk_configs
+
+    configs = helpdesk_configs(section)
+    problems: dict[str, str] = {}
+    ready = []
+    for cfg in configs:
+        provider = cfg.get("provider") or "zendesk"
+        secret_env = cfg.get("webhook_secret_env") or "ZENDESK_WEBHOOK_SECRET"
+        missing = []
+        if not section.get("webhooks_enabled", False):
+            missing.append("set helpdesk.webhooks_enabled: true (conf/helpdesk/"
+                           f"{section.get('provider') or 'zendesk'}.yaml, then `triage config compose`)")
+        if not env.get(secret_env):
+            missing.append(f"set the env var {secret_env} to the {provider} webhook signing secret")
+        if missing:
+            problems[provider] = f"helpdesk webhooks are off: {'; '.join(missing)}"
+        else:
+            ready.append(cfg)
+    if not ready:
+        msg = "; ".join(dict.fromkeys(problems.values())) if len(set(problems.values())) > 1 \
+            else next(iter(problems.values()))
         log.info(msg)
         return unavailable_app(msg)
 
     from ticket_triage.helpdesk import OutboxWorker, build_adapter
+    from ticket_triage.helpdesk.trust import apply_trusted_labels
     from ticket_triage.helpdesk.webhooks import create_webhook_app
     from ticket_triage.taxonomy import load_taxonomy
 
-    adapter_cfg = {k: v for k, v in cfg.items() if k not in HELPDESK_DEPLOY_KEYS}
     try:
         taxonomy = load_taxonomy(_taxonomy_path(_review_cfg(params)))
     except ValueError:
         taxonomy = None  # agent feedback then reads only triage_* tags
-    adapter = build_adapter(adapter_cfg, classify=classify, store=shared_store(),
-                            taxonomy=taxonomy)
-    for var in (adapter.cfg.email_env, adapter.cfg.api_token_env):
-        if var and not env.get(var):
-            log.warning("helpdesk: env var %s is not set; drafts will be refused by %s until "
-                        "it is (they stay in the outbox)", var, adapter.name)
+    adapters = {}
+    for cfg in ready:
+        adapter = build_adapter(cfg, classify=classify, store=shared_store(), taxonomy=taxonomy)
+        apply_trusted_labels(adapter)
+        for var in (adapter.cfg.email_env, adapter.cfg.api_token_env):
+            if var and not env.get(var):
+                log.warning("helpdesk: env var %s is not set; drafts will be refused by %s until "
+                            "it is (they stay in the outbox)", var, adapter.name)
+        adapters[adapter.name] = adapter
     worker = None
     if start_worker:
-        worker = OutboxWorker(adapter.outbox, {adapter.name: adapter}).start()
+        first = next(iter(adapters.values()))
+        worker = OutboxWorker(first.outbox, adapters).start()
         with _SHARED.lock:
             _SHARED.workers.append(worker)
         atexit.register(worker.stop, 2.0)
-    log.info("helpdesk webhooks on: POST .../%s (%s mode)", adapter.name, adapter.cfg.mode)
-    return create_webhook_app({adapter.name: adapter}, worker=worker)
+    log.info("helpdesk webhooks on: POST .../{%s}", ",".join(adapters))
+    return create_webhook_app(adapters, worker=worker, unavailable=problems)
 
 
 def service_classify(tickets: list[Ticket]) -> list[Decision]:
