@@ -4,9 +4,10 @@
     triage taxonomy check PATH               validate a taxonomy file
     triage ingest PATH --format F --out DIR  read an export into canonical tickets
     triage classify "text" | --file F        decisions as JSON lines
+    triage score IN --out OUT [--engine E]   a file/folder of tickets -> Parquet decisions
     triage review                            the review page, standalone
     triage feedback export | report          corrections -> data/feedback/, audit precision
-    triage eval run                          continuous evaluation of the champion
+    triage eval run [--engine spark --data]  continuous evaluation of the champion
     triage demo-summary                      what `make demo` produced and where to look
 """
 
@@ -131,6 +132,32 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from ticket_triage.batch.score import ScoreError, input_files, score_local
+
+    try:
+        if "://" not in args.input:
+            input_files(args.input, args.format)  # bad input: say so before loading anything
+        bundle = _resolve_bundle(args.bundle, args.alias)
+        if args.engine == "local":
+            from ticket_triage.decision.triage import Triage
+
+            report = score_local(Triage.load(bundle), args.input, args.out, fmt=args.format,
+                                 chunk_rows=args.chunk_rows)
+        else:
+            from ticket_triage.batch.spark import score_spark, spark_session
+
+            spark = spark_session(None if args.master == "submit" else args.master)
+            report = score_spark(spark, bundle, args.input, args.out, fmt=args.format,
+                                 ship_bundle=not args.bundle_on_nodes,
+                                 partitions=args.partitions)
+    except (ScoreError, FileNotFoundError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
 def _review_cfg(args: argparse.Namespace) -> dict[str, Any]:
     from ticket_triage.config import load_params
 
@@ -174,10 +201,50 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ticket_triage.config import load_params
+
+    if args.engine == "spark" or args.data:
+        return _eval_dataset(args, load_params())
     from ticket_triage.monitoring.continuous import run_continuous_eval
 
     result = run_continuous_eval(load_params(), bundle_dir=args.bundle)
     print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _eval_dataset(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """The labelled-set report over a Parquet dataset, in-process or on Spark."""
+    from ticket_triage.batch.score import ScoreError
+
+    if not args.data:
+        print("error: --engine spark evaluates a labelled Parquet dataset: pass --data "
+              "PATH (columns text, topic)", file=sys.stderr)
+        return 2
+    target = float((params.get("train") or {}).get("target_precision", 0.99))
+    try:
+        bundle = _resolve_bundle(args.bundle, "champion")
+        if args.engine == "spark":
+            from ticket_triage.batch.spark import evaluate_spark, spark_session
+
+            spark = spark_session(None if args.master == "submit" else args.master)
+            metrics = evaluate_spark(spark, bundle, args.data, target_precision=target)
+        else:
+            import pandas as pd
+
+            from ticket_triage.decision.triage import Triage
+            from ticket_triage.evaluation import score_split
+
+            rows = pd.read_parquet(args.data).to_dict("records")
+            metrics, _ = score_split(Triage.load(bundle), rows, "heldout",
+                                     target_precision=target)
+    except (ScoreError, FileNotFoundError, LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps({"engine": args.engine, "data": str(args.data), "metrics": metrics},
+                      indent=2, default=str)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 
@@ -223,6 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--alias", default="champion", help="registry alias to load (champion|challenger|local)")
     k.set_defaults(func=_cmd_classify)
 
+    sc = sub.add_parser(
+        "score", help="score a CSV / JSONL / Parquet file or folder into Parquet decisions",
+        description="Decide every ticket of a file or folder with the champion (or --bundle) and "
+                    "write Parquet: id, topic, band, confidence, urgency, reason, source, "
+                    "model_version; one row per input row (a row without text: band 'rejected'). "
+                    "--engine local runs here with a progress bar and writes one file; "
+                    "--engine spark runs on Apache Spark and writes a Parquet folder.")
+    sc.add_argument("input", help="a .csv/.jsonl/.parquet file or a folder of them")
+    sc.add_argument("--out", required=True, help="output Parquet path")
+    sc.add_argument("--format", choices=("csv", "jsonl", "parquet"),
+                    help="input format (default: from the extension)")
+    sc.add_argument("--engine", choices=("local", "spark"), default="local")
+    sc.add_argument("--bundle", help="bundle folder (default: $TRIAGE_BUNDLE, then the champion)")
+    sc.add_argument("--alias", default="champion", help="registry alias when no --bundle")
+    sc.add_argument("--master", default="local[2]",
+                    help="Spark master URL (local[2], spark://host:7077, yarn, k8s://...); "
+                         "'submit' keeps what spark-submit set")
+    sc.add_argument("--partitions", type=int, help="repartition the input (spark)")
+    sc.add_argument("--bundle-on-nodes", action="store_true",
+                    help="the bundle path is readable on every node (shared mount / hdfs://): "
+                         "do not ship it with SparkContext.addFile")
+    sc.add_argument("--chunk-rows", type=int, default=2048, help="rows per chunk (local)")
+    sc.set_defaults(func=_cmd_score)
+
     r = sub.add_parser("review", help="serve the review page standalone")
     r.add_argument("--host", default=None, help="default: review.host in params")
     r.add_argument("--port", type=int, default=None, help="default: review.port in params")
@@ -239,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     esub = e.add_subparsers(dest="action", required=True)
     er = esub.add_parser("run", help="evaluate the champion on held-out + recent traffic; drift; failure catalog")
     er.add_argument("--bundle", help="bundle folder (default: the champion)")
+    er.add_argument("--engine", choices=("local", "spark"), default="local",
+                    help="spark: score a labelled Parquet dataset (--data) on Apache Spark and "
+                         "report the held-out metrics (accuracy, macro F1, per label, coverage, "
+                         "auto-routed precision, ECE)")
+    er.add_argument("--data", help="labelled Parquet file or folder (columns text, topic) to "
+                                   "evaluate instead of the continuous-evaluation sets")
+    er.add_argument("--master", default="local[2]",
+                    help="Spark master URL (local[2], spark://host:7077, yarn, k8s://...); "
+                         "'submit' keeps what spark-submit set")
+    er.add_argument("--out", help="also write the report (JSON) here")
     er.set_defaults(func=_cmd_eval)
 
     d = sub.add_parser("demo-summary", help="what make demo produced and where to look")
