@@ -233,7 +233,12 @@ def _eval_dataset(args: argparse.Namespace, params: dict[str, Any]) -> int:
             from ticket_triage.decision.triage import Triage
             from ticket_triage.evaluation import score_split
 
-            rows = pd.read_parquet(args.data).to_dict("records")
+            frame = pd.read_parquet(args.data)
+            missing = {"text", "topic"} - set(frame.columns)
+            if missing:
+                raise ValueError(f"{args.data} lacks column(s) {sorted(missing)}: evaluation "
+                                 "needs the cleaned 'text' and the gold 'topic'")
+            rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
             metrics, _ = score_split(Triage.load(bundle), rows, "heldout",
                                      target_precision=target)
     except (ScoreError, FileNotFoundError, LookupError, ValueError) as exc:

@@ -156,3 +156,26 @@ def test_spark_eval_report_equals_the_local_report(tmp_path, spark, triage, tiny
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["metrics"]["heldout/n"] == len(labelled)
     capsys.readouterr()
+
+
+def test_eval_on_a_parquet_dataset_in_process(tmp_path, tiny_bundle, triage, small_rows, capsys):
+    """`triage eval run --data` without Spark: the same report, and a clear refusal of a
+    dataset without gold labels."""
+    from ticket_triage.evaluation import score_split
+
+    labelled = pd.DataFrame([{"id": r["id"], "text": r["text"], "topic": r["topic"],
+                              "language": None} for r in small_rows])
+    labelled.to_parquet(tmp_path / "held.parquet", index=False)
+    assert main(["eval", "run", "--data", str(tmp_path / "held.parquet"), "--bundle",
+                 str(tiny_bundle), "--out", str(tmp_path / "r.json")]) == 0
+    got = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    want, _ = score_split(triage, labelled.to_dict("records"), "heldout",
+                          target_precision=0.99)
+    assert got["heldout/accuracy"] == want["heldout/accuracy"] and got["heldout/n"] == len(labelled)
+    labelled.drop(columns=["topic"]).to_parquet(tmp_path / "unlabelled.parquet", index=False)
+    capsys.readouterr()
+    assert main(["eval", "run", "--data", str(tmp_path / "unlabelled.parquet"), "--bundle",
+                 str(tiny_bundle)]) == 2
+    assert "topic" in capsys.readouterr().err
+    assert main(["eval", "run", "--engine", "spark", "--bundle", str(tiny_bundle)]) == 2
+    assert "--data" in capsys.readouterr().err

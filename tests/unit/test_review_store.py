@@ -169,10 +169,10 @@ def test_the_database_refuses_a_second_open_item_for_one_key(store):
             conn.execute(sa.insert(review_items).values(**row))
 
 
-def test_migration_3_keys_an_old_queue_and_keeps_its_duplicates(tmp_path):
+def test_migration_3_keys_an_old_queue_and_keeps_its_duplicates(db_url):
     """A version-2 database (no content hash, duplicates let in by the old check-then-insert)
     upgrades in place: every item kept, the duplicates stay open, new enqueues are keyed."""
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    url = db_url
     engine = make_engine(url)
     with engine.begin() as conn:
         old = sa.MetaData()  # the version-2 schema: every table, review_items without the key
