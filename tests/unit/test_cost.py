@@ -70,7 +70,27 @@ def test_paths_and_errors():
         cost_report([], CFG)
 
 
+def test_per_policy_parts_are_separate():
+    """Reviewer and draft time are their own parts, never folded into the model's cost."""
+    r = cost_report(DECISIONS, CFG)
+    pol = r.per_policy().set_index("policy")
+    ours, llm_only = pol.iloc[0], pol.loc["all to LLM (no people)"]
+    month = 300_000 / 10
+    assert ours["model"] == pytest.approx(8 * 0.02 / 1000 * month)
+    assert ours["llm"] == pytest.approx((0.001 + (1000 * 0.15 + 100 * 0.60) / 1e6) * month)
+    assert ours["review"] == pytest.approx(1.5 * month)
+    assert ours["draft"] == pytest.approx(2 * 0.25 * month)
+    assert ours["total"] == pytest.approx(r.monthly_cost)
+    assert llm_only["llm"] == pytest.approx(r.monthly_all_llm)
+    assert llm_only[["model", "review", "draft"]].sum() == 0
+
+
 def test_cost_plot(tmp_path):
-    out = cost_report(DECISIONS, CFG).plot(tmp_path / "cost.png")
+    import pandas as pd
+
+    cfg = CostConfig.from_dict(CFG)
+    out = cost_report(DECISIONS, CFG).plot(tmp_path / "cost.png", data="test tickets", cfg=cfg)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert out.with_suffix(".csv").read_text().startswith("path,monthly_cost")
+    table = pd.read_csv(out.with_suffix(".csv")).set_index("policy")
+    assert list(table.columns) == ["model", "llm", "review", "draft", "total"]
+    assert table.loc["all to LLM (no people)", "review"] == 0

@@ -64,11 +64,21 @@ def test_over_time_plots(tmp_path):
     assert len(out.with_suffix(".csv").read_text().splitlines()) == 1 + 120
 
 
-def test_cost_bars_and_errors(tmp_path):
-    _valid_png(plots.plot_cost_bars({"rules": 0.0, "model": 6.0, "llm": 40.0, "human": 900.0},
-                                    tmp_path / "c.png", baseline=500.0))
+def test_cost_stacked_and_errors(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame([{"policy": "ours", "model": 6.0, "llm": 40.0, "review": 900.0},
+                          {"policy": "all to LLM", "model": 0.0, "llm": 500.0, "review": 0.0}])
+    parts = {"model": "model inference", "llm": "LLM calls", "review": "reviewer time"}
+    out = plots.plot_cost_stacked(frame, parts, tmp_path / "c.png", subtitle="measured on 3 tickets")
+    _valid_png(out)
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert list(table.columns) == ["policy", "model", "llm", "review", "total"]
+    assert table["total"].tolist() == [946.0, 500.0]
     with pytest.raises(ValueError, match=".png"):
-        plots.plot_cost_bars({"model": 1.0}, tmp_path / "c.jpg")
+        plots.plot_cost_stacked(frame, parts, tmp_path / "c.jpg")
+    with pytest.raises(ValueError, match="no column"):
+        plots.plot_cost_stacked(frame, {"people": "x"}, tmp_path / "d.png")
     with pytest.raises(ValueError, match="period, label, f1"):
         import pandas as pd
 

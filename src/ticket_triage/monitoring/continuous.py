@@ -566,7 +566,7 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
 
     cost = cost_mod.cost_report([d.to_dict() for d in recent_decisions], ev.get("cost"))
     cost.per_path.to_csv(out / "cost_per_path.csv", index=False)
-    cost.plot(out / "cost.png")
+    cost.plot(out / "cost.png", data=f"recent tickets ({rp.name})", cfg=cost_mod.CostConfig.from_dict(ev.get("cost")))
     metrics.update(cost.metrics())
 
     write_plots(held, topics, plots_dir, "heldout", target_precision=target)

@@ -12,7 +12,9 @@ queue, band ``review``, or a human decided it). Per ticket the costs add up:
 
 The monthly projection multiplies the observed mean cost per ticket by
 ``tickets_per_day * days_per_month`` and sets it against sending every ticket to the LLM
-(LLM calls only, no people).
+(LLM calls only, no people). :meth:`CostReport.per_policy` breaks each routing policy's
+monthly cost into its parts (model inference, LLM calls, reviewer time, agents confirming
+drafts); the chart stacks those parts, so people's time is never shown as model cost.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from typing import Any, Iterable
 import pandas as pd
 
 PATHS: tuple[str, ...] = ("rules", "model", "llm", "human")
+#: The parts of a policy's cost (``per_component`` keys grouped), in stacking order, with their labels.
+PARTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("model", ("rules", "classical"), "model inference (classifier + rules)"),
+    ("llm", ("llm",), "LLM calls"),
+    ("review", ("review",), "reviewer time (review queue)"),
+    ("draft", ("draft",), "agent time confirming drafts"),
+)
 
 
 @dataclass
@@ -95,12 +104,29 @@ class CostReport:
             out[f"{prefix}/share_{row.path}"] = float(row.share)
         return out
 
-    def plot(self, path: str | Path) -> Path:
-        """Bar chart of the monthly cost per path against the all-LLM baseline."""
-        from ticket_triage.monitoring.plots import plot_cost_bars
+    def per_policy(self, policy: str = "triage policy (as run)") -> pd.DataFrame:
+        """Monthly USD per cost part (columns ``model``, ``llm``, ``review``, ``draft``, ``total``)
+        for each routing policy: the triage policy as run on these tickets, and every ticket to
+        the LLM (LLM calls only, no people)."""
+        ours = {part: sum(self.per_component.get(c, 0.0) for c in comps) * self.tickets_per_month
+                for part, comps, _ in PARTS}
+        all_llm = {part: 0.0 for part, _, _ in PARTS} | {"llm": self.monthly_all_llm}
+        frame = pd.DataFrame([{"policy": policy, **ours}, {"policy": "all to LLM (no people)", **all_llm}])
+        frame["total"] = frame[[p for p, _, _ in PARTS]].sum(axis=1)
+        return frame
 
-        return plot_cost_bars(self.per_path.set_index("path")["monthly_cost"].to_dict(), path,
-                              baseline=self.monthly_all_llm)
+    def plot(self, path: str | Path, *, data: str | None = None, cfg: "CostConfig | None" = None) -> Path:
+        """Stacked bars: each routing policy's monthly cost split into model, LLM, reviewer and
+        draft-confirmation parts (CSV beside it). ``data`` names the tickets it was measured on."""
+        from ticket_triage.monitoring.plots import plot_cost_stacked
+
+        labels = {part: label for part, _, label in PARTS}
+        if cfg is not None:
+            labels["review"] += f", {cfg.human_minutes_per_review:g} min at ${cfg.human_hourly_rate:g}/h"
+            labels["draft"] += f", {cfg.draft_minutes_per_ticket:g} min at ${cfg.human_hourly_rate:g}/h"
+        measured = f"measured on {self.n:,} {data or 'tickets'}"
+        return plot_cost_stacked(self.per_policy(), labels, path,
+                                 subtitle=f"{measured}; projected to {self.tickets_per_month:,} tickets a month")
 
 
 def decision_path(d: dict[str, Any]) -> str:

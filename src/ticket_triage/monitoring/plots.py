@@ -229,25 +229,46 @@ def plot_f1_over_time(frame: pd.DataFrame | Mapping[Any, Mapping[Any, float]], p
     return out
 
 
-def plot_cost_bars(monthly_by_path: Mapping[str, float], path: str | Path, baseline: float | None = None,
-                   title: str = "Monthly cost by path (USD)") -> Path:
-    """Stacked-free bar chart: monthly cost per path, total, and the all-LLM baseline."""
-    names = list(monthly_by_path)
-    values = [float(monthly_by_path[n]) for n in names]
-    if not names:
-        raise ValueError("plot_cost_bars needs at least one path")
-    bars = names + ["total"] + (["all to LLM"] if baseline is not None else [])
-    heights = values + [sum(values)] + ([float(baseline)] if baseline is not None else [])
-    colors = ["#4c72b0"] * len(names) + ["#55a868"] + (["#c44e52"] if baseline is not None else [])
-    fig = _figure(max(5.0, 1.1 * len(bars) + 1), 4.5)
+def plot_cost_stacked(per_policy: pd.DataFrame, parts: Mapping[str, str], path: str | Path, *,
+                      subtitle: str = "", title: str = "Monthly cost per routing policy (USD)") -> Path:
+    """Stacked bars, one per routing policy (``per_policy['policy']``), one segment per cost part
+    (the columns named in ``parts``, stacked in that order and labelled with ``parts[col]``);
+    each bar carries its total, each visible segment its amount. The CSV beside the PNG holds
+    the same table."""
+    if per_policy.empty:
+        raise ValueError("plot_cost_stacked needs at least one policy")
+    missing = [c for c in parts if c not in per_policy.columns]
+    if missing:
+        raise ValueError(f"per_policy has no column(s) {missing}; columns: {list(per_policy.columns)}")
+    colors = ["#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868", "#937860"]
+    names = per_policy["policy"].astype(str).tolist()
+    totals = per_policy[list(parts)].sum(axis=1).to_numpy(float)
+    top = float(totals.max()) if len(totals) else 0.0
+    fig = _figure(max(6.5, 2.2 * len(names) + 3.5), 5.0)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(range(len(bars)), heights, color=colors)
-    for i, h in enumerate(heights):
-        ax.text(i, h, f"${h:,.0f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(bars)))
-    ax.set_xticklabels(bars)
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for i, (col, label) in enumerate(parts.items()):
+        vals = per_policy[col].to_numpy(float)
+        ax.bar(x, vals, 0.55, bottom=bottom, color=colors[i % len(colors)], label=label)
+        for xi, (b, v) in enumerate(zip(bottom, vals)):
+            if top > 0 and v / top >= 0.04:  # label segments tall enough to hold text
+                ax.text(xi, b + v / 2, f"${v:,.0f}", ha="center", va="center", fontsize=8, color="white")
+        bottom = bottom + vals
+    for xi, t in enumerate(totals):
+        ax.text(xi, t, f"total ${t:,.0f}", ha="center", va="bottom", fontsize=9, fontweight="bold")
+    short = {col: label.split(" (")[0].split(",")[0] for col, label in parts.items()}
+    ticks = [name + "".join(f"\n{short[col]}: ${float(per_policy[col].iloc[i]):,.0f}" for col in parts)
+             for i, name in enumerate(names)]  # every part in figures, also those too thin to see
+    ax.set_xticks(x)
+    ax.set_xticklabels(ticks, fontsize=8)
     ax.set_ylabel("USD per month")
-    ax.set_title(title)
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="cost part", title_fontsize=8,
+              frameon=False)
     out = _save(fig, path)
-    pd.DataFrame({"path": bars, "monthly_cost": heights}).to_csv(out.with_suffix(".csv"), index=False)
+    frame = per_policy[["policy", *parts]].copy()
+    frame["total"] = totals
+    frame.to_csv(out.with_suffix(".csv"), index=False)
     return out
