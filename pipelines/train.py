@@ -1,43 +1,26 @@
-"""DVC stage `train`: run the sweep named in params (see ticket_triage.training).
+"""DVC stage `train`: run the sweep named in params.yaml (see ticket_triage.training.run_sweep).
 
-    python pipelines/train.py                               # the DVC stage: reads params.yaml
-    python pipelines/train.py -m model=tfidf_logreg,embed_logreg   # Hydra multirun, ad hoc
-    python pipelines/train.py model=tfidf_logreg seed=1      # one ad-hoc composition
+No command-line overrides: parameters come from params.yaml, which DVC composes from conf/ on
+`dvc exp run -S ...` (Hydra composition, `.dvc/config` [hydra] enabled). Several experiments:
 
-With Hydra overrides the config is composed from conf/ (sweep=single unless you name one)
-and every composition is a sweep of its own in MLflow; outputs go to artifacts/adhoc/.
+    dvc exp run --queue -S sweep=single -S 'model=tfidf_logreg,embed_logreg' -S 'seed=range(0,3)'
+    dvc queue start -j 2 && dvc exp show --only-changed
 """
 
 import logging
 import sys
 
-from ticket_triage.config import compose, load_params
+from ticket_triage.config import load_params
 from ticket_triage.training import run_sweep
 
 
-def _expand(overrides: list[str]) -> list[list[str]]:
-    """Cartesian product of comma-separated values (Hydra's basic sweeper semantics)."""
-    import itertools
-
-    axes = [[f"{o.split('=', 1)[0]}={v}" for v in o.split("=", 1)[1].split(",")] for o in overrides]
-    return [list(c) for c in itertools.product(*axes)] if axes else [[]]
-
-
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    multirun = "-m" in argv or "--multirun" in argv
-    overrides = [a for a in argv if a not in ("-m", "--multirun")]
-    if not overrides and not multirun:
-        run_sweep(load_params())
-        return 0
-    if not any(o.startswith("sweep=") for o in overrides):
-        overrides.append("sweep=single")
-    combos = _expand(overrides) if multirun else [overrides]
-    for i, combo in enumerate(combos):
-        params = compose(combo)
-        params["paths"]["train"] = f"artifacts/adhoc/{i}"
-        print(f"[multirun] #{i}: {' '.join(combo)}")
-        run_sweep(params, metrics_path=f"artifacts/adhoc/{i}/metrics.json")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv:
+        print("train: takes no arguments; set parameters with `dvc exp run -S key=value` (Hydra overrides, "
+              "sweeps with --queue) or change conf/ and run `triage config compose`", file=sys.stderr)
+        return 2
+    run_sweep(load_params())
     return 0
 
 

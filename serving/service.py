@@ -8,7 +8,8 @@ GET /info/ready (model version, LLM fallback on/off), BentoML's /livez /healthz 
 Mounted (``ticket_triage.service.mounts``, built on first request): the review page at /review/ and
 the helpdesk webhooks at /webhooks/<provider>; review-band decisions feed the review queue.
 
-Bundle: env ``TRIAGE_BUNDLE``, else the Bento's ``ticket-triage:latest`` model, else the MLflow
+Bundle: env ``TRIAGE_BUNDLE``, else the Bento model the Bento was built with (env ``TRIAGE_BENTO_MODEL``,
+set by the package stage; ``ticket-triage:latest`` outside a built Bento), else the MLflow
 alias ``champion`` (see ``ticket_triage.service.metrics.resolve_bundle``). LLM fallback:
 ``ticket_triage.decision.llm.serving_llm_config`` (``TRIAGE_LLM_CONFIG`` / params.yaml / env overrides).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -33,6 +35,7 @@ from ticket_triage.service.metrics import (
     MAX_SUBJECT_CHARS,
     MAX_TAGS,
     RequestSizeLimit,
+    bento_model_tag,
     get_metrics,
     resolve_bundle,
 )
@@ -111,8 +114,13 @@ class BatchOut(BaseModel):
 info_app = FastAPI(title="ticket-triage info", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+# In a built Bento this file is <bento>/src/serving/service.py, beside <bento>/bento.yaml
+BENTO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def _bento_model_path() -> str:
-    return bentoml.models.get("ticket-triage:latest").path
+    """The Bento model the Bento was built with (see bento_model_tag), else ticket-triage:latest."""
+    return bentoml.models.get(bento_model_tag(bento_root=BENTO_ROOT)).path
 
 
 @bentoml.asgi_app(info_app, path="/info")
@@ -132,7 +140,7 @@ class TicketTriage:
         from ticket_triage.taxonomy import load_taxonomy
 
         env = None if bundle_dir is None else {"TRIAGE_BUNDLE": str(bundle_dir)}
-        bundle, where = resolve_bundle(env, bento_model_path=_bento_model_path)
+        bundle, where = resolve_bundle(env, bento_model_path=_bento_model_path, bento_root=BENTO_ROOT)
         llm_cfg = serving_llm_config()
         self.llm = LLMFallback(llm_cfg, load_taxonomy(bundle / "taxonomy.yaml")) if llm_cfg.enabled else None
         self.triage = Triage.load(bundle, llm=self.llm)

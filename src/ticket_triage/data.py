@@ -118,10 +118,10 @@ def clean_tickets(
     rejected: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     iterator: Iterable[Ticket] = tickets
-    if progress:
-        from tqdm import tqdm
+    if progress:  # a bar on a terminal, a log line every 30 s otherwise
+        from ticket_triage.models.base import progress_bar
 
-        iterator = tqdm(tickets, desc="clean", unit="ticket", mininterval=1.0)
+        iterator = progress_bar(tickets, desc="clean", unit="ticket")
     for t in iterator:
         text = clean_text(
             t.subject, t.body,

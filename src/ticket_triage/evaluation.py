@@ -77,6 +77,16 @@ def score_split(triage: Any, rows: Sequence[Mapping[str, Any]], prefix: str, *,
     return flat, detail
 
 
+#: Metric names that are wall-clock timings: logged to MLflow, kept out of the files DVC hashes
+#: (eval/metrics*.json), so a rerun on the same data leaves dvc.lock and the metrics diff unchanged.
+TIMING_SUFFIXES = ("/seconds", "latency_ms_per_ticket", "latency_ms")
+
+
+def headline(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The metrics a DVC metrics file holds: ``split/metric`` keys (not per label), no timings."""
+    return {k: v for k, v in metrics.items() if k.count("/") == 1 and not k.endswith(TIMING_SUFFIXES)}
+
+
 def objective(metrics: Mapping[str, float], split: str = "val", target: float = 0.99) -> tuple[float, float, float]:
     """Sort key (higher is better): auto-routed share if the auto-routed precision meets the
     target (else 0), then macro-F1, then lower latency."""
@@ -132,26 +142,45 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
             metrics.update(flat)
             details[prefix] = det
             write_plots(det, triage.topics, plots_dir, prefix)
-    headline = {k: v for k, v in metrics.items() if k.count("/") == 1}
+    head_metrics = headline(metrics)
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(metrics_path).write_text(json.dumps(headline, indent=2, sort_keys=True) + "\n")
+    Path(metrics_path).write_text(json.dumps(head_metrics, indent=2, sort_keys=True) + "\n")
     (out / "per_label.json").write_text(json.dumps({p: d["per_label"] for p, d in details.items()}, indent=2))
-    result: dict[str, Any] = {"metrics": headline, "bundle": str(bundle)}
+    result: dict[str, Any] = {"metrics": head_metrics, "bundle": str(bundle)}
     if register:
         tracking.setup(params.get("tracking"))
         sweep = json.loads((Path(paths["train"]) / "sweep.json").read_text()) if (Path(paths["train"]) / "sweep.json").is_file() else {}
-        with tracking.run(f"evaluate-{triage.policy.family}-{tracking.git_sha(short=True)}",
-                          tags={"stage": "evaluate", "model_family": triage.policy.family,
-                                "winner_run_id": sweep.get("winner_run_id", "")}):
+        data_name = str((params.get("data") or {}).get("name", "data"))
+        family = triage.policy.family
+        winner = sweep.get("winner") or triage.model_version
+        summary = (f"held-out accuracy {head_metrics.get('heldout/accuracy', float('nan')):.4f}, "
+                   f"test accuracy {head_metrics.get('test/accuracy', float('nan')):.4f}, test auto-routed "
+                   f"{head_metrics.get('test/coverage', float('nan')):.1%} at precision "
+                   f"{head_metrics.get('test/auto_precision', float('nan')):.4f}")
+        with tracking.run(tracking.run_name("evaluate", family),
+                          tags={"stage": "evaluate", "model_family": family, "winner": winner,
+                                "winner_run_id": sweep.get("winner_run_id", "")},
+                          description=(f"The sweep winner `{winner}` ({family}) scored once on the `{data_name}` "
+                                       f"test split ({len(test_rows):,} tickets) and the frozen held-out set "
+                                       f"({len(held_rows):,} tickets): {summary}. Its model is registered as "
+                                       "`ticket-triage` with alias `challenger`.")) as run:
+            if test_rows:
+                tracking.log_dataset(test_rows, Path(paths["split"]) / "test.jsonl", "test", name=f"{data_name}-test")
+            if held_rows:
+                tracking.log_dataset(held_rows, paths["heldout"], "heldout", name=f"{data_name}-heldout")
             tracking.log_metrics(metrics)
             tracking.log_artifacts(plots_dir, "plots")
             tracking.log_artifacts(out / "per_label.json")
             uri = tracking.log_bundle_model(bundle, [{"subject": "Card not arrived", "body": "I ordered a card two weeks ago and it has not arrived."}])
         version = tracking.register(uri, "challenger", tags={
-            "heldout_accuracy": headline.get("heldout/accuracy", float("nan")),
-            "heldout_macro_f1": headline.get("heldout/macro_f1", float("nan")),
-            "test_accuracy": headline.get("test/accuracy", float("nan")),
-            "family": triage.policy.family, "git_sha": tracking.git_sha()})
+            "heldout_accuracy": head_metrics.get("heldout/accuracy", float("nan")),
+            "heldout_macro_f1": head_metrics.get("heldout/macro_f1", float("nan")),
+            "test_accuracy": head_metrics.get("test/accuracy", float("nan")),
+            "family": family, "git_sha": tracking.git_sha(), "evaluate_run_id": run.info.run_id},
+            description=(f"`{winner}` ({family}, {triage.policy.label_level} "
+                         f"labels) from sweep run {sweep.get('parent_run_id', '?')}, trained on `{data_name}` at git "
+                         f"{tracking.git_sha(short=True)} (data md5 {tracking.data_hash()}); {summary}. "
+                         f"Evaluation run {run.info.run_id}."))
         result["registered_version"] = version
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
@@ -197,11 +226,44 @@ def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None
         tracking.set_alias(chal_v, "champion")
     result = {"promoted": ok, "reason": why, "challenger_version": chal_v,
               "champion_version": chal_v if ok else champ_v, "previous_champion": champ_v}
+    _log_promotion(tracking, result, chal_tags, champ_tags, metric, float(cfg.get("tolerance", 0.01)))
     out = Path(out_path or Path(params["paths"]["promote"]) / "decision.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     log.info("promote: %s", why)
     return result
+
+
+COMPARED_TAGS = ("heldout_accuracy", "heldout_macro_f1", "test_accuracy")
+
+
+def _log_promotion(tracking: Any, result: Mapping[str, Any], chal_tags: Mapping[str, str],
+                   champ_tags: Mapping[str, str] | None, metric: str, tolerance: float) -> None:
+    """One MLflow run per promotion decision: challenger and champion side by side (metrics
+    ``challenger/*`` and ``champion/*``, a comparison table artifact), the decision as tags
+    and description; the challenger version gets the decision as its ``promotion`` tag."""
+    def num(tags: Mapping[str, str] | None, key: str) -> float:
+        try:
+            return float((tags or {})[key])
+        except (KeyError, TypeError, ValueError):
+            return float("nan")
+
+    chal_v, prev = result["challenger_version"], result["previous_champion"]
+    rows = [f"| {k} | {num(chal_tags, k):.4f} | " + (f"{num(champ_tags, k):.4f} |" if champ_tags is not None else "- |")
+            for k in COMPARED_TAGS]
+    table = "\n".join([f"| metric | challenger v{chal_v} | champion " + (f"v{prev}" if prev else "(none)") + " |",
+                        "|---|---:|---:|", *rows])
+    with tracking.run(tracking.run_name("promote", f"v{chal_v}-vs-" + (f"v{prev}" if prev else "none")),
+                      tags={"stage": "promote", "promoted": str(result["promoted"]).lower(),
+                            "challenger_version": chal_v, "champion_version": str(result["champion_version"]),
+                            "previous_champion": str(prev), "challenger_family": chal_tags.get("family", ""),
+                            "champion_family": (champ_tags or {}).get("family", "")},
+                      params={"metric": metric, "tolerance": tolerance},
+                      description=f"{result['reason']}.\n\n{table}"):
+        tracking.log_metrics({f"challenger/{k}": num(chal_tags, k) for k in COMPARED_TAGS}
+                             | ({f"champion/{k}": num(champ_tags, k) for k in COMPARED_TAGS} if champ_tags is not None else {}))
+        tracking.log_text(table + "\n", "comparison.md")
+    tracking.set_version_tag(chal_v, "promotion", result["reason"])
 
 
 def copy_bundle(src: str | Path, dst: str | Path) -> Path:

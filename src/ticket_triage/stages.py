@@ -36,7 +36,7 @@ def taxonomy_from_params(params: Mapping[str, Any]):
 
 
 def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
-               metrics_path: str | Path = "artifacts/metrics/ingest.json") -> dict[str, Any]:
+               metrics_path: str | Path = "eval/metrics/ingest.json") -> dict[str, Any]:
     """Read the raw export named in ``data``, merge reviewer corrections from
     ``paths.feedback``, write canonical tickets and rejected rows."""
     from ticket_triage.review.feedback import merge_feedback
@@ -53,6 +53,9 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
     write_jsonl(out / "tickets.jsonl", tickets)
     write_jsonl(out / "rejected.jsonl", (r.to_dict() if hasattr(r, "to_dict") else r for r in rejected))
     summary = report.to_dict()
+    # the read time goes to the log, not into report.json: DVC hashes this folder, and a
+    # timing in it would make every rerun look like new data to the stages downstream
+    log.info("ingest: read %d rows in %.2f s", summary.get("rows_in", 0), float(summary.pop("seconds", 0.0) or 0.0))
     summary.update({"feedback_overridden": n_overridden, "feedback_added": n_added,
                     "tickets_written": len(tickets)})
     write_json(out / "report.json", summary)
@@ -62,7 +65,7 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
     return summary
 
 
-def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "artifacts/metrics/clean.json",
+def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metrics/clean.json",
               progress: bool = True) -> dict[str, Any]:
     paths = params["paths"]
     taxonomy = taxonomy_from_params(params)
@@ -84,7 +87,7 @@ def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "artifacts/m
     return rep
 
 
-def run_split(params: Mapping[str, Any], metrics_path: str | Path = "artifacts/metrics/split.json") -> dict[str, Any]:
+def run_split(params: Mapping[str, Any], metrics_path: str | Path = "eval/metrics/split.json") -> dict[str, Any]:
     paths = params["paths"]
     rows = list(iter_jsonl(Path(paths["clean"]) / "tickets.jsonl"))
     splits, heldout, report = split_tickets(

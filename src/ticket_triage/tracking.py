@@ -14,6 +14,29 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 MODEL_NAME = "ticket-triage"
+#: The experiment type MLflow 3's UI reads (tag ``mlflow.experimentKind``): a model-training
+#: experiment opens on its runs, not on the GenAI "Overview" page.
+EXPERIMENT_KIND = "custom_model_development"
+
+#: Library warnings that say nothing to a user of this project and would repeat for every
+#: candidate; filtered once, when tracking is set up (module, message regex, category). MLflow's
+#: advice to type-hint ``predict`` is not filterable from outside (MLflow wraps the check in its
+#: own "once" filter): it shows once per process.
+_NOISY_WARNINGS: tuple[tuple[str, str, type[Warning]], ...] = (
+    (r"mlflow\..*", r"Operation with range is deprecated", Warning),   # pandas 3 via mlflow.models.utils
+    (r"mlflow\..*", r"The ``noload`` loader strategy is deprecated", Warning),  # SQLAlchemy 2.1 via the store
+    (r"mlflow\..*", r".*Inferred schema contains integer column", UserWarning),
+    (r"mlflow\..*", r"The specified dataset source can be interpreted in multiple ways", UserWarning),
+)
+
+
+def quiet_library_warnings() -> None:
+    """Install the filters for :data:`_NOISY_WARNINGS` (``setup`` does; installing them again
+    replaces the same filters, the list does not grow)."""
+    import warnings
+
+    for module, message, category in _NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
 def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None) -> str:
@@ -25,12 +48,36 @@ def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.get("uri") or "sqlite:///mlruns.db"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    quiet_library_warnings()
     name = experiment or cfg.get("experiment", "ticket-triage")
-    if mlflow.get_experiment_by_name(name) is None:
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
         loc = cfg.get("artifact_location")
-        mlflow.create_experiment(name, artifact_location=Path(loc).resolve().as_uri() if loc else None)
+        mlflow.create_experiment(name, artifact_location=Path(loc).resolve().as_uri() if loc else None,
+                                 tags={"mlflow.experimentKind": EXPERIMENT_KIND,
+                                       "mlflow.note.content": EXPERIMENT_DESCRIPTIONS.get(name, "")})
+    elif exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND:  # a store made before the tag
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
     mlflow.set_experiment(name)
     return uri
+
+
+EXPERIMENT_DESCRIPTIONS = {
+    "ticket-triage": (
+        "Training runs of the support-ticket classifier (`dvc repro` / `dvc exp run`). One `train-<sweep>` "
+        "parent run per sweep with one child run per candidate (validation metrics, plots, the model); "
+        "`evaluate-*` runs score the winner once on test and held-out tickets and register it as "
+        "`ticket-triage@challenger`; `promote-*` runs compare challenger and champion on held-out accuracy."),
+    "continuous-eval": (
+        "Continuous evaluation of the champion (`triage eval run`, the DVC `monitor` stage): frozen held-out "
+        "set, recent traffic, drift, failure catalog and cost per routing policy, one run per evaluation."),
+}
+
+
+def run_name(stage: str, what: str) -> str:
+    """``<stage>-<what>-<git short sha>``, plus ``-<dvc exp name>`` inside `dvc exp run`."""
+    exp = os.environ.get("DVC_EXP_NAME", "")
+    return f"{stage}-{what}-{git_sha(short=True)}" + (f"-{exp}" if exp else "")
 
 
 def git_sha(short: bool = False) -> str:
@@ -55,12 +102,16 @@ def data_hash(lock_path: str | Path = "dvc.lock", dvc_file: str | Path = "data.d
 
 @contextmanager
 def run(name: str, *, nested: bool = False, tags: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        params: Mapping[str, Any] | None = None, description: str | None = None) -> Iterator[Any]:
+    """A run with the project's tags (git sha, data md5, DVC experiment and its baseline commit,
+    so queued experiments of one `dvc exp run --queue` group by ``tags.dvc_baseline``); the
+    ``description`` is the run's note in the UI."""
     import mlflow
 
-    with mlflow.start_run(run_name=name, nested=nested) as r:
+    with mlflow.start_run(run_name=name, nested=nested, description=description) as r:
         mlflow.set_tags({"git_sha": git_sha(), "data_md5": data_hash(),
-                         "dvc_exp": os.environ.get("DVC_EXP_NAME", ""), **dict(tags or {})})
+                         "dvc_exp": os.environ.get("DVC_EXP_NAME", ""),
+                         "dvc_baseline": os.environ.get("DVC_EXP_BASELINE_REV", "")[:7], **dict(tags or {})})
         if params:
             items = {k[:250]: str(v)[:500] for k, v in params.items()}
             keys = list(items)
@@ -77,6 +128,28 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(clean, step=step)
 
 
+def set_tag(key: str, value: Any, *, run_id: str | None = None) -> None:
+    """Tag the active run (or ``run_id``)."""
+    import mlflow
+
+    if run_id:
+        mlflow.MlflowClient().set_tag(run_id, key, str(value))
+    else:
+        mlflow.set_tag(key, str(value))
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def set_version_tag(version: str, key: str, value: Any, name: str = MODEL_NAME) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_model_version_tag(name, str(version), key, str(value)[:5000])
+
+
 def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
 
@@ -87,8 +160,44 @@ def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(p), artifact_path=artifact_path)
 
 
+def file_digest(path: str | Path) -> str:
+    """md5 of a file (what DVC records for it)."""
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def log_dataset(rows: list[Mapping[str, Any]], path: str | Path, context: str, *, name: str) -> Any:
+    """``mlflow.log_input`` of one split: source = the JSONL file, digest = its md5 (as DVC
+    records it), context = the split (``training``, ``validation``, ``test``, ``heldout``);
+    MLflow keeps the schema and row count, not the tickets. Returns the dataset."""
+    import mlflow
+    import pandas as pd
+
+    frame = pd.DataFrame([{"id": str(r.get("id", "")), "text": r.get("text", ""), "topic": r.get("topic")}
+                          for r in rows], columns=["id", "text", "topic"])
+    ds = mlflow.data.from_pandas(frame, source=Path(path).resolve().as_uri(),
+                                 targets="topic", name=name, digest=file_digest(path))
+    mlflow.log_input(ds, context=context)
+    return ds
+
+
+def model_requirements() -> list[str]:
+    """Exact pins of what the logged pyfunc imports (see ``service.packaging.MODEL_PACKAGES``)."""
+    from ticket_triage.service.packaging import MODEL_PACKAGES, pinned
+
+    return pinned(MODEL_PACKAGES)
+
+
 def log_bundle_model(bundle_dir: str | Path, input_example: list[dict[str, str]], *, name: str = "model") -> str:
-    """Log the bundle as a pyfunc model (models from code: nothing is pickled). Returns its URI."""
+    """Log the bundle as a pyfunc model (models from code: nothing is pickled). The model carries
+    the ``ticket_triage`` package itself (``code_paths``) and exact pins of its third-party
+    requirements, so ``mlflow.pyfunc.load_model`` works without this project installed and the
+    environment rebuilds from ``requirements.txt``. Returns its URI."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -96,25 +205,33 @@ def log_bundle_model(bundle_dir: str | Path, input_example: list[dict[str, str]]
     example = pd.DataFrame(input_example)
     out = pd.DataFrame([{"topic": "t", "confidence": 0.5, "band": "draft", "urgency": "P3", "reason": "r",
                          "source": "model"}])
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
-        info = mlflow.pyfunc.log_model(
-            name=name, python_model=str(Path(__file__).with_name("mlflow_model.py")),
-            artifacts={"bundle": str(bundle_dir)}, signature=infer_signature(example, out),
-            input_example=example, pip_requirements=["ticket-triage"])
+    info = mlflow.pyfunc.log_model(
+        name=name, python_model=str(Path(__file__).with_name("mlflow_model.py")),
+        artifacts={"bundle": str(bundle_dir)}, signature=infer_signature(example, out),
+        input_example=example, code_paths=[str(Path(__file__).parent)],
+        pip_requirements=model_requirements())
     return info.model_uri
 
 
+REGISTERED_MODEL_DESCRIPTION = (
+    "Support-ticket triage: rules, a calibrated classifier with two thresholds (auto_route / draft / "
+    "review) and an optional LLM fallback. Versions come from the evaluate stage (alias `challenger`); "
+    "the promote stage moves `champion` when the challenger is not worse on held-out accuracy; the "
+    "package stage builds the Bento from the `champion` version.")
+
+
 def register(model_uri: str, alias: str = "challenger", name: str = MODEL_NAME,
-             tags: Mapping[str, str] | None = None) -> str:
-    """Register a model version and point ``alias`` at it. Returns the version."""
+             tags: Mapping[str, str] | None = None, description: str | None = None) -> str:
+    """Register a model version (with its ``description``) and point ``alias`` at it. Returns the version."""
     import mlflow
     from mlflow import MlflowClient
 
     mv = mlflow.register_model(model_uri, name)
     client = MlflowClient()
+    if not (client.get_registered_model(name).description or ""):
+        client.update_registered_model(name, description=REGISTERED_MODEL_DESCRIPTION)
+    if description:
+        client.update_model_version(name, mv.version, description=description)
     client.set_registered_model_alias(name, alias, mv.version)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, mv.version, k, str(v))

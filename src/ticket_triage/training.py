@@ -54,7 +54,7 @@ def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
     base_th = dict(params.get("thresholds") or {})
     raw = list(sweep.get("candidates") or [])
     out: list[Candidate] = []
-    if not raw:  # single: the composed model (Hydra multirun / dvc exp run -S model=...)
+    if not raw:  # single: the composed model (dvc exp run -S sweep=single -S model=...)
         m = dict(params["model"])
         level = train_cfg.get("label_level", "topic")
         out.append(Candidate(f"{m['family']}-{level}", m, level, base_th))
@@ -97,15 +97,20 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
     hp = {k: v for k, v in cand.model.items() if k != "family"}
     hp.setdefault("seed", int(params.get("seed", 42)))
     clf = build_classifier(cand.family, **hp)
+    log.info("%s: fitting on %d tickets, %d %s labels", cand.name, len(texts), len(set(labels)), cand.label_level)
     t0 = time.perf_counter()
     clf.fit(texts, labels, progress=progress)
     train_s = time.perf_counter() - t0
-    p = copy.deepcopy(dict(params))
+    log.info("%s: fitted in %.0f s; building the bundle (calibration, cross-fit, thresholds, urgency)",
+             cand.name, train_s)
+    p = copy.copy(params)  # shallow: only the thresholds section is replaced (by the candidate's)
     p["thresholds"] = cand.thresholds
     bundle = build_bundle(clf, train_rows, val_rows, p, out_dir, label_level=cand.label_level,
                           model_version=cand.name, progress=progress)
     triage = Triage.load(bundle)
     target = float((params.get("train") or {}).get("target_precision", 0.99))
+    log.info("%s: bundle built (%.0f s in all); scoring %d validation tickets", cand.name,
+             time.perf_counter() - t0, len(val_rows))
     metrics, detail = score_split(triage, val_rows, "val", target_precision=target)
     metrics["train/seconds"] = train_s
     t1 = time.perf_counter()
@@ -116,10 +121,10 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
 
 
 def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
-              metrics_path: str | Path = "artifacts/metrics/train.json", track: bool = True,
+              metrics_path: str | Path = "eval/metrics/train.json", track: bool = True,
               progress: bool = True) -> SweepResult:
     from ticket_triage import tracking
-    from ticket_triage.evaluation import copy_bundle, objective, write_plots
+    from ticket_triage.evaluation import copy_bundle, headline, objective, write_plots
 
     paths = params["paths"]
     split_dir = Path(paths["split"])
@@ -137,12 +142,18 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
     scored: list[tuple[tuple[float, float, float], Candidate, Path, dict[str, float], str | None]] = []
 
     sweep_name = (params.get("sweep") or {}).get("name", "sweep")
+    data_name = str((params.get("data") or {}).get("name", "data"))
     parent_cm = None
     if track:
         tracking.setup(params.get("tracking"))
-        parent_cm = tracking.run(f"train-{sweep_name}-{tracking.git_sha(short=True)}",
-                                 tags={"stage": "train", "sweep": sweep_name},
-                                 params={"sweep.candidates": len(cands), "seed": params.get("seed")})
+        parent_cm = tracking.run(
+            tracking.run_name("train", sweep_name), tags={"stage": "train", "sweep": sweep_name},
+            params={"sweep.candidates": len(cands), "seed": params.get("seed")},
+            description=(f"Sweep `{sweep_name}`: {len(cands)} candidate(s) ({', '.join(c.name for c in cands)}) "
+                         f"trained on {len(train_rows):,} `{data_name}` tickets and compared on "
+                         f"{len(val_rows):,} validation tickets. The winner has the largest auto-routed share "
+                         f"at auto-routed precision >= {target:g} (then macro-F1, then latency); its validation "
+                         "metrics are this run's `winner/*` metrics."))
         parent = parent_cm.__enter__()
         result.parent_run_id = parent.info.run_id
     try:
@@ -155,12 +166,20 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
                 flat = flatten({"model": cand.model, "thresholds": cand.thresholds, "train": params.get("train", {}),
                                 "data": {"name": params.get("data", {}).get("name")},
                                 "label_level": cand.label_level, "seed": params.get("seed")})
-                with tracking.run(f"train-{cand.name}-{tracking.git_sha(short=True)}", nested=True,
+                hp = ", ".join(f"{k}={v}" for k, v in cand.model.items() if k != "family")
+                with tracking.run(tracking.run_name("train", cand.name), nested=True,
                                   tags={"stage": "train", "model_family": cand.family,
-                                        "label_level": cand.label_level,
+                                        "label_level": cand.label_level, "sweep": sweep_name,
                                         "thresholds": json.dumps(cand.thresholds, default=str)[:500]},
-                                  params=flat) as r:
+                                  params=flat,
+                                  description=(f"Candidate {i}/{len(cands)} of sweep `{sweep_name}`: "
+                                               f"`{cand.family}` trained on {cand.label_level} labels ({hp}). "
+                                               "Metrics `val/*` are on the validation split, through the full "
+                                               "decision policy (rules, calibration, tuned thresholds).")) as r:
                     run_id = r.info.run_id
+                    tracking.log_dataset(train_rows, split_dir / "train.jsonl", "training", name=f"{data_name}-train")
+                    tracking.log_dataset(val_rows, split_dir / "validation.jsonl", "validation",
+                                         name=f"{data_name}-validation")
                     bundle, metrics, detail = train_candidate(cand, params, train_rows, val_rows, cdir, progress=progress)
                     tracking.log_metrics(metrics)
                     plot_dir = cdir.parent / f"{cand.name}-plots"
@@ -182,15 +201,15 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
         result.winner_dir = str(copy_bundle(best[2], out / "winner"))
         if track:
             tracking.log_metrics({f"winner/{k}": v for k, v in best[3].items() if k.count("/") == 1})
-            import mlflow
-
-            mlflow.set_tag("winner", best[1].name)
+            tracking.set_tag("winner", best[1].name)
+            if best[4]:
+                tracking.set_tag("sweep_winner", "true", run_id=best[4])
     finally:
         if parent_cm is not None:
             parent_cm.__exit__(None, None, None)
     (out / "sweep.json").write_text(json.dumps(result.__dict__, indent=2, default=str))
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(metrics_path).write_text(json.dumps(
-        {**{k: v for k, v in best[3].items() if k.count("/") == 1}, "winner": best[1].name}, indent=2, default=str))
+    Path(metrics_path).write_text(json.dumps({**headline(best[3]), "winner": best[1].name}, indent=2,
+                                             sort_keys=True, default=str) + "\n")
     print(f"[train] winner: {best[1].name}", flush=True)
     return result

@@ -76,10 +76,8 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     validation tickets' topic indices (-1 = not a known topic, left out of calibration).
     """
     from sklearn.model_selection import StratifiedKFold
-    from tqdm.auto import tqdm
-
     from ticket_triage.decision.calibration import fit_calibrator
-    from ticket_triage.models.base import progress_enabled
+    from ticket_triage.models.base import progress_bar
 
     labels = [label_of(r, label_level) for r in train_rows]
     why = skip_reason(classifier, labels, folds, known_oos)
@@ -91,7 +89,7 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     oof = np.zeros((len(train_rows), len(topics)))
     temps: list[float] = []
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    bar = tqdm(total=folds, desc="cross-fit", unit="fold", disable=not progress_enabled(progress))
+    bar = progress_bar(total=folds, desc="cross-fit", unit="fold", progress=progress)
     for fit_idx, held_idx in splitter.split(np.zeros(len(labels)), labels):
         model = classifier.fresh()
         model.fit([texts[i] for i in fit_idx], [labels[i] for i in fit_idx], progress=False)

@@ -9,13 +9,17 @@ already in the local cache.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ticket_triage.models.base import progress_enabled
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "default"
 BACKENDS = ("torch", "onnx", "onnx-int8")  # see ticket_triage.models.onnx_encoder
@@ -220,9 +224,18 @@ def encode(texts: Sequence[str], encoder: Any = DEFAULT_ENCODER, *, batch_size: 
     todo = sorted({t for t, v in zip(texts, cached) if v is None})
     fresh: dict[str, np.ndarray] = {}
     if todo:
-        show = progress_enabled(progress) and len(todo) >= PROGRESS_MIN_TEXTS
+        long = bool(progress) and len(todo) >= PROGRESS_MIN_TEXTS
+        # the ONNX encoder's bar turns into log lines off a terminal; sentence-transformers' bar
+        # does not, so off a terminal its start and end are logged instead
+        logs_itself = long and hasattr(model, "session")
+        show = logs_itself or (long and progress_enabled(progress))
+        if long and not show:
+            log.info("encoding %d texts (batch %d)...", len(todo), int(batch_size))
+        t0 = time.perf_counter()
         emb = np.asarray(model.encode(todo, batch_size=int(batch_size), normalize_embeddings=bool(normalize),
                                       show_progress_bar=show, convert_to_numpy=True), dtype=np.float32)
+        if long and not show:
+            log.info("encoded %d texts in %.0f s", len(todo), time.perf_counter() - t0)
         fresh = dict(zip(todo, emb))
         if cache:
             EMBEDDING_CACHE.put_many(model, bool(normalize), todo, emb)

@@ -186,10 +186,10 @@ class OnnxSentenceEncoder:
         encs = self.tokenizer.encode_batch(texts)
         order = np.argsort([-len(e.ids) for e in encs], kind="stable")  # little padding per batch
         starts = range(0, len(texts), max(1, int(batch_size)))
-        if show_progress_bar:
-            from tqdm.auto import tqdm
+        if show_progress_bar:  # a bar on a terminal, periodic log lines otherwise
+            from ticket_triage.models.base import progress_bar
 
-            starts = tqdm(starts, desc="encode (onnx)", unit="batch")
+            starts = progress_bar(starts, desc=f"encode {len(texts)} texts (onnx)", unit="batch")
         for s in starts:
             idx = order[s:s + int(batch_size)]
             out[idx] = self._run([encs[i] for i in idx])

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ticket_triage.models.base import Classifier, check_training_data, merged_params, progress_enabled
+from ticket_triage.models.base import Classifier, check_training_data, merged_params, progress_bar
 from ticket_triage.models.encoder import resolve_device
 
 MODEL_DIR = "model"
@@ -72,7 +72,6 @@ class TransformerClassifier(Classifier):
     def fit(self, texts: Sequence[str], labels: Sequence[str], *, progress: bool = True) -> "TransformerClassifier":
         check_training_data(texts, labels)
         import torch
-        from tqdm.auto import tqdm
         from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
                                   get_linear_schedule_with_warmup, set_seed)
 
@@ -108,7 +107,7 @@ class TransformerClassifier(Classifier):
         gen = torch.Generator().manual_seed(seed)
         self.model.train()
         step = 0
-        bar = tqdm(total=total, desc="fine-tuning", unit="step", disable=not progress_enabled(progress))
+        bar = progress_bar(total=total, desc="fine-tuning", unit="step", progress=progress)
         while step < total:
             order = torch.randperm(len(x), generator=gen).tolist()
             for i in range(0, len(order), bs):

@@ -225,7 +225,29 @@ def _too_large_message(scope: Scope, size: int, limit: int, partial: bool = Fals
 # --------------------------------------------------------------------------------------
 
 ENV_BUNDLE = "TRIAGE_BUNDLE"
-BENTO_MODEL_TAG = "ticket-triage:latest"
+ENV_BENTO_MODEL = "TRIAGE_BENTO_MODEL"  # set in a built Bento: the model tag it was built with
+BENTO_MODEL_TAG = "ticket-triage:latest"  # outside a built Bento (bentoml serve serving.service:...)
+
+
+def bento_model_tag(env: Mapping[str, str] | None = None, bento_root: str | Path | None = None) -> str:
+    """The Bento model to serve: ``TRIAGE_BENTO_MODEL`` (set in the Bento's image by the package
+    stage), else the ``ticket-triage`` model recorded in the ``bento.yaml`` of the Bento being
+    served (``bento_root``: `bentoml serve <bento>` does not apply the Bento's envs), else latest."""
+    env = os.environ if env is None else env
+    if env.get(ENV_BENTO_MODEL):
+        return env[ENV_BENTO_MODEL]
+    meta = Path(bento_root) / "bento.yaml" if bento_root else None
+    if meta is not None and meta.is_file():
+        import yaml
+
+        name = BENTO_MODEL_TAG.split(":")[0]
+        for m in (yaml.safe_load(meta.read_text()) or {}).get("models") or []:
+            tag = str(m.get("tag", "")) if isinstance(m, dict) else str(m)
+            if tag.split(":")[0] == name:
+                return tag
+    return BENTO_MODEL_TAG
+
+
 REGISTRY_ALIAS = "champion"
 
 
@@ -238,15 +260,18 @@ def _bundle_in(path: Path) -> Path | None:
 
 def resolve_bundle(env: Mapping[str, str] | None = None,
                    bento_model_path: Callable[[], str | Path | None] | None = None,
-                   download: Callable[[str], str | Path] | None = None) -> tuple[Path, str]:
+                   download: Callable[[str], str | Path] | None = None,
+                   bento_root: str | Path | None = None) -> tuple[Path, str]:
     """Find the model bundle to serve -> ``(bundle_dir, where)``.
 
     Order: env ``TRIAGE_BUNDLE`` (a local bundle dir); the model packaged in the Bento
-    (``bento_model_path()``, e.g. the path of ``bentoml.models.get("ticket-triage:latest")``);
+    (``bento_model_path()``, the path of ``bentoml.models.get(bento_model_tag())``: the tag the
+    Bento was built with, ``ticket-triage:latest`` outside one);
     the MLflow registry alias ``champion`` (``download("champion")``, by default
     ``ticket_triage.tracking.download_bundle``). Raises ``FileNotFoundError`` saying what to set.
     """
     env = os.environ if env is None else env
+    tag = bento_model_tag(env, bento_root)
     tried: list[str] = []
     if env.get(ENV_BUNDLE):
         p = Path(env[ENV_BUNDLE]).expanduser()
@@ -262,12 +287,12 @@ def resolve_bundle(env: Mapping[str, str] | None = None,
             mp = bento_model_path()
         except Exception as exc:  # not in the store, or no store at all
             mp = None
-            tried.append(f"Bento store {BENTO_MODEL_TAG} ({type(exc).__name__}: {exc})")
+            tried.append(f"Bento store {tag} ({type(exc).__name__}: {exc})")
         if mp is not None:
             found = _bundle_in(Path(mp))
             if found is not None:
-                return found, f"bento:{BENTO_MODEL_TAG}"
-            tried.append(f"Bento store {BENTO_MODEL_TAG} at {mp} (no policy.json)")
+                return found, f"bento:{tag}"
+            tried.append(f"Bento store {tag} at {mp} (no policy.json)")
     if download is None:
         def download(alias: str) -> str | Path:
             from ticket_triage import tracking
