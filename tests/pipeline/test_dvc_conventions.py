@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import FIXTURES, ROOT
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
 
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = DVC_YAML["stages"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 
 pytestmark = pytest.mark.slow
 
