@@ -96,7 +96,8 @@ def test_tfidf_save_load_identical(data, tmp_path):
     texts, labels = data
     clf = build_classifier("tfidf_logreg").fit(texts, labels, progress=False)
     _check_roundtrip(clf, texts, tmp_path)
-    assert (tmp_path / "clf" / "model.skops").is_file()
+    assert (tmp_path / "clf" / "model.npz").is_file()
+    np.testing.assert_array_equal(load_classifier(tmp_path / "clf").predict_proba(texts), clf.predict_proba(texts))
 
 
 def test_tfidf_deterministic_and_saga(data):
@@ -107,13 +108,28 @@ def test_tfidf_deterministic_and_saga(data):
 
 
 def test_tfidf_refuses_untrusted_type(data, tmp_path):
+    from ticket_triage.models.safe_io import UntrustedTypeError
+    from helpers import tamper
+
+    texts, labels = data
+    out = build_classifier("tfidf_logreg").fit(texts, labels, progress=False).save(tmp_path / "clf")
+    # a tampered file that names a type able to call an arbitrary function: must not load
+    tamper(out / "model.npz", "sklearn.preprocessing._function_transformer.FunctionTransformer")
+    with pytest.raises(UntrustedTypeError, match="FunctionTransformer"):
+        load_classifier(out)
+
+
+def test_tfidf_legacy_skops_file_loads_with_trusted_types_only(data, tmp_path):
     import skops.io as sio
     from skops.io.exceptions import UntrustedTypesFoundException
     from sklearn.preprocessing import FunctionTransformer
 
     texts, labels = data
-    out = build_classifier("tfidf_logreg").fit(texts, labels, progress=False).save(tmp_path / "clf")
-    # a tampered file that would call an arbitrary function: must not load
+    clf = build_classifier("tfidf_logreg").fit(texts, labels, progress=False)
+    out = clf.save(tmp_path / "clf")
+    (out / "model.npz").unlink()
+    sio.dump(clf.pipeline, out / "model.skops")  # as versions before safe_io saved it
+    np.testing.assert_array_equal(load_classifier(out).predict_proba(texts), clf.predict_proba(texts))
     sio.dump(FunctionTransformer(func=os.getcwd), out / "model.skops")
     with pytest.raises(UntrustedTypesFoundException):
         load_classifier(out)
@@ -135,7 +151,7 @@ def test_ensemble_is_the_geometric_mean_of_its_members(data, tmp_path):
                                0.75 * ma.predict_proba(texts) + 0.25 * mb.predict_proba(texts), rtol=1e-9)
     assert ens.cheap_refit and ens.embed(texts[:2]) is None
     _check_roundtrip(ens, texts, tmp_path)
-    assert (tmp_path / "clf" / "members" / "1" / "model.skops").is_file()
+    assert (tmp_path / "clf" / "members" / "1" / "model.npz").is_file()
     # a fresh copy has the same configuration and no weights
     fresh = ens.fresh()
     assert fresh.params == ens.params and not fresh.labels
@@ -297,13 +313,12 @@ def test_embed_logreg_records_custom_local_encoder(data, tmp_path):
 
 @pytest.mark.slow
 def test_embed_logreg_refuses_untrusted_head(embed_clf, tmp_path):
-    import skops.io as sio
-    from skops.io.exceptions import UntrustedTypesFoundException
-    from sklearn.preprocessing import FunctionTransformer
+    from ticket_triage.models.safe_io import UntrustedTypeError
+    from helpers import tamper
 
     out = embed_clf.save(tmp_path / "clf")
-    sio.dump(FunctionTransformer(func=os.getcwd), out / "head.skops")
-    with pytest.raises(UntrustedTypesFoundException):
+    tamper(out / "head.npz", "sklearn.preprocessing._function_transformer.FunctionTransformer")
+    with pytest.raises(UntrustedTypeError):
         load_classifier(out)
 
 
@@ -329,7 +344,7 @@ def test_setfit_fits_roundtrips_and_is_deterministic(data, tmp_path):
     assert np.mean(np.array(clf.labels)[p.argmax(1)] == np.array(labels)) >= 0.9
     _check_roundtrip(clf, texts, tmp_path)
     assert (tmp_path / "clf" / "body" / "model.safetensors").is_file()
-    assert (tmp_path / "clf" / "head.skops").is_file()
+    assert (tmp_path / "clf" / "head.npz").is_file()
     e = clf.embed(texts[:3])
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     again = build_classifier("setfit", **FAST["setfit"]).fit(texts, labels, progress=False)

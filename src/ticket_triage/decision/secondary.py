@@ -2,7 +2,9 @@
 
 The primary topic stays single-label for routing; where the training history carries several
 tags per ticket (e.g. "Security", "Outage", "Data Breach"), this model proposes the tags whose
-probability clears ``threshold`` (at most ``max_tags``). Saved with skops (no pickle).
+probability clears ``threshold`` (at most ``max_tags``). Saved as ``secondary.npz`` through
+:mod:`ticket_triage.models.safe_io` (no pickle, linear in size); ``secondary.skops`` files
+saved by earlier versions still load with skops' trusted types.
 """
 
 from __future__ import annotations
@@ -67,11 +69,11 @@ class SecondaryTagger:
         return out
 
     def save(self, path: str | Path) -> Path:
-        import skops.io as sio
+        from ticket_triage.models.base import save_sklearn
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        sio.dump(self.pipeline, path / "secondary.skops")
+        save_sklearn(self.pipeline, path / "secondary.npz")
         (path / "secondary.json").write_text(json.dumps(
             {"tags": self.tags, "threshold": self.threshold, "max_tags": self.max_tags, "min_count": self.min_count,
              "C": self.C, "seed": self.seed}, indent=2))
@@ -79,11 +81,11 @@ class SecondaryTagger:
 
     @classmethod
     def load(cls, path: str | Path) -> "SecondaryTagger":
-        import skops.io as sio
+        from ticket_triage.models.base import load_sklearn
 
         path = Path(path)
         meta = json.loads((path / "secondary.json").read_text())
         m = cls(meta["min_count"], meta["threshold"], meta["max_tags"], meta["C"], meta["seed"])
         m.tags = list(meta["tags"])
-        m.pipeline = sio.load(path / "secondary.skops", trusted=TRUSTED)
+        m.pipeline = load_sklearn(path / "secondary.npz", path / "secondary.skops", TRUSTED)
         return m

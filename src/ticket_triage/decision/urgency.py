@@ -103,13 +103,13 @@ class UrgencyModel:
         return [self.labels[i] if p[r, i] >= self.min_confidence else None for r, i in enumerate(idx)]
 
     def save(self, path: str | Path) -> Path:
-        import skops.io as sio
+        from ticket_triage.models.base import save_sklearn
 
         if self.pipeline is None:
             raise RuntimeError("nothing to save: the urgency model is not fitted")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        sio.dump(self.pipeline, path / "urgency.skops")
+        save_sklearn(self.pipeline, path / "urgency.npz")
         (path / "urgency.json").write_text(json.dumps(
             {"label_map": self.label_map, "min_confidence": self.min_confidence, "C": self.C,
              "max_features": self.max_features, "seed": self.seed, "labels": self.labels}, indent=2))
@@ -117,19 +117,24 @@ class UrgencyModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "UrgencyModel":
-        import skops.io as sio
-
         path = Path(path)
         meta_file = path / "urgency.json"
         if not meta_file.is_file():
-            raise FileNotFoundError(f"no urgency model at {path} (expected urgency.json + urgency.skops)")
+            raise FileNotFoundError(f"no urgency model at {path} (expected urgency.json + urgency.npz)")
         meta = json.loads(meta_file.read_text())
         m = cls(meta["label_map"], meta["min_confidence"], meta["C"], meta["max_features"], meta["seed"])
-        untrusted = sio.get_untrusted_types(file=path / "urgency.skops")
-        allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy.", "scipy."))]
-        unknown = sorted(set(untrusted) - set(allowed))
-        if unknown:
-            raise ValueError(f"urgency.skops contains types that are not trusted: {unknown}")
-        m.pipeline = sio.load(path / "urgency.skops", trusted=allowed)
+        if (path / "urgency.npz").is_file() or not (path / "urgency.skops").is_file():
+            from ticket_triage.models.base import load_sklearn
+
+            m.pipeline = load_sklearn(path / "urgency.npz")
+        else:  # saved by an earlier version with skops
+            import skops.io as sio
+
+            untrusted = sio.get_untrusted_types(file=path / "urgency.skops")
+            allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy.", "scipy."))]
+            unknown = sorted(set(untrusted) - set(allowed))
+            if unknown:
+                raise ValueError(f"urgency.skops contains types that are not trusted: {unknown}")
+            m.pipeline = sio.load(path / "urgency.skops", trusted=allowed)
         m.labels = list(meta["labels"])
         return m

@@ -3,8 +3,10 @@
 A classifier maps cleaned texts to a probability matrix over its own ``labels`` (columns in
 that order). It saves to, and loads from, a directory that holds ``classifier.json`` (family,
 labels, hyperparameters) plus family-specific files. Loading never unpickles arbitrary
-objects: scikit-learn parts go through skops with an explicit list of trusted types, neural
-parts through safetensors / the libraries' own ``save_pretrained`` formats.
+objects: scikit-learn parts go through :mod:`ticket_triage.models.safe_io` (arrays + a JSON
+manifest, an explicit list of buildable types, linear in the model's size; files saved by
+earlier versions with skops still load with skops' trusted types), neural parts through
+safetensors / the libraries' own ``save_pretrained`` formats.
 """
 
 from __future__ import annotations
@@ -178,16 +180,30 @@ def merged_params(defaults: dict[str, Any], params: dict[str, Any], family: str)
     return out
 
 
-def save_skops(obj: Any, path: str | Path) -> None:
-    """Write a scikit-learn object with skops (no pickle)."""
-    import skops.io as sio
+def save_sklearn(obj: Any, path: str | Path) -> None:
+    """Write a fitted scikit-learn object (no pickle; linear in its size): see ``safe_io``."""
+    from ticket_triage.models.safe_io import dump_estimator
 
-    sio.dump(obj, path)
+    dump_estimator(obj, path)
+
+
+def load_sklearn(path: str | Path, legacy_skops: str | Path | None = None,
+                 trusted: Sequence[str] = ()) -> Any:
+    """Load what :func:`save_sklearn` wrote. When ``path`` is missing but ``legacy_skops``
+    (a file saved by an earlier version) exists, load that with skops, trusting only skops'
+    defaults plus ``trusted`` (anything else raises ``UntrustedTypesFoundException``)."""
+    from ticket_triage.models.safe_io import load_estimator
+
+    path = Path(path)
+    if not path.is_file() and legacy_skops is not None and Path(legacy_skops).is_file():
+        return load_skops(legacy_skops, trusted)
+    return load_estimator(path)
 
 
 def load_skops(path: str | Path, trusted: Sequence[str]) -> Any:
-    """Load a skops file, trusting only skops' defaults plus the explicit ``trusted`` type
-    names. Anything else raises ``skops.io.exceptions.UntrustedTypesFoundException``."""
+    """Load a skops file (models saved by earlier versions), trusting only skops' defaults
+    plus the explicit ``trusted`` type names. Anything else raises
+    ``skops.io.exceptions.UntrustedTypesFoundException``."""
     import skops.io as sio
 
     path = Path(path)

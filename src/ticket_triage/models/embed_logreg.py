@@ -2,7 +2,8 @@
 
 The encoder is not trained, so it is not copied into the saved model: ``params["encoder"]``
 records which one was used ("default" = the packaged MiniLM, a local directory recorded as
-an absolute path, or a hub name). Only the head is saved, as ``head.skops``.
+an absolute path, or a hub name). Only the head is saved, as ``head.npz``
+(:mod:`ticket_triage.models.safe_io`, no pickle).
 
 ``backend`` says what runs the encoder: ``torch`` (sentence-transformers), ``onnx`` (ONNX
 Runtime, the same float32 weights: the same embeddings, several times faster on CPU) or
@@ -21,12 +22,13 @@ import numpy as np
 from ticket_triage.models.base import (
     Classifier,
     check_training_data,
-    load_skops,
+    load_sklearn,
     merged_params,
-    save_skops,
+    save_sklearn,
 )
 
-HEAD_FILE = "head.skops"
+HEAD_FILE = "head.npz"
+LEGACY_HEAD_FILE = "head.skops"  # saved by versions before safe_io: still loads
 TRUSTED_TYPES: list[str] = ["sklearn.linear_model._logistic.LogisticRegression"]
 
 DEFAULTS: dict[str, Any] = {
@@ -117,11 +119,11 @@ class EmbedLogReg(Classifier):
     # -- persistence -------------------------------------------------------------------------
     def _save_weights(self, path: Path) -> None:
         self._require_fitted()
-        save_skops(self.head, path / HEAD_FILE)
+        save_sklearn(self.head, path / HEAD_FILE)
 
     @classmethod
     def _load_weights(cls, path: Path, params: dict[str, Any]) -> "EmbedLogReg":
         clf = cls(**params)
-        clf.head = load_skops(path / HEAD_FILE, TRUSTED_TYPES)
+        clf.head = load_sklearn(path / HEAD_FILE, path / LEGACY_HEAD_FILE, TRUSTED_TYPES)
         clf.labels = [str(c) for c in clf.head.classes_]
         return clf

@@ -2,7 +2,8 @@
 
 Uses the setfit 1.2 ``Trainer`` / ``TrainingArguments`` API on the packaged MiniLM body by
 default. Saved as ``body/`` (sentence-transformers ``save_pretrained``, safetensors) plus
-``head.skops`` (the scikit-learn head through skops, never pickle/joblib).
+``head.npz`` (the scikit-learn head through :mod:`ticket_triage.models.safe_io`, never
+pickle/joblib).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import numpy as np
 from ticket_triage.models.base import (
     Classifier,
     check_training_data,
-    load_skops,
+    load_sklearn,
     merged_params,
     progress_enabled,
-    save_skops,
+    save_sklearn,
 )
 
 BODY_DIR = "body"
-HEAD_FILE = "head.skops"
+HEAD_FILE = "head.npz"
+LEGACY_HEAD_FILE = "head.skops"  # saved by versions before safe_io: still loads
 TRUSTED_TYPES: list[str] = ["sklearn.linear_model._logistic.LogisticRegression"]
 
 DEFAULTS: dict[str, Any] = {
@@ -138,7 +140,7 @@ class SetFitClassifier(Classifier):
     def _save_weights(self, path: Path) -> None:
         self._require_fitted()
         self.body.save_pretrained(str(path / BODY_DIR), create_model_card=False, safe_serialization=True)
-        save_skops(self.head, path / HEAD_FILE)
+        save_sklearn(self.head, path / HEAD_FILE)
 
     @classmethod
     def _load_weights(cls, path: Path, params: dict[str, Any]) -> "SetFitClassifier":
@@ -146,7 +148,7 @@ class SetFitClassifier(Classifier):
         body_dir = path / BODY_DIR
         if not (body_dir / "modules.json").is_file():
             raise FileNotFoundError(f"{body_dir} is missing or incomplete: the saved SetFit model has no body; save it again")
-        clf.head = load_skops(path / HEAD_FILE, TRUSTED_TYPES)
+        clf.head = load_sklearn(path / HEAD_FILE, path / LEGACY_HEAD_FILE, TRUSTED_TYPES)
         clf.body = clf._load_body(str(body_dir), fallback=True)
         clf.body.eval()
         clf.labels = [str(c) for c in clf.head.classes_]

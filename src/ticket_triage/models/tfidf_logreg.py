@@ -1,7 +1,8 @@
 """TF-IDF (word n-grams + character n-grams within word boundaries) + logistic regression.
 
 The cheapest family: trains on a few thousand tickets in seconds on one core, no encoder.
-Saved as ``model.skops`` (skops, never pickle) next to ``classifier.json``.
+Saved as ``model.npz`` (:mod:`ticket_triage.models.safe_io`: arrays + a JSON manifest, never
+pickle, linear in the vocabulary size) next to ``classifier.json``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import numpy as np
 from ticket_triage.models.base import (
     Classifier,
     check_training_data,
-    load_skops,
+    load_sklearn,
     merged_params,
-    save_skops,
+    save_sklearn,
 )
 
-WEIGHTS_FILE = "model.skops"
+WEIGHTS_FILE = "model.npz"
+LEGACY_FILE = "model.skops"  # saved by versions before safe_io: still loads
 
-# The types a fitted TF-IDF + LogisticRegression pipeline is made of. skops trusts public
+# For models saved with skops by earlier versions: the types a fitted TF-IDF +
+# LogisticRegression pipeline is made of. skops trusts public
 # scikit-learn estimators and numpy/scipy containers by default; we still name ours so the
 # trust is explicit. Anything else in the file (a function, a custom class) makes load raise.
 TRUSTED_TYPES: list[str] = [
@@ -94,11 +97,11 @@ class TfidfLogReg(Classifier):
 
     def _save_weights(self, path: Path) -> None:
         self._require_fitted()
-        save_skops(self.pipeline, path / WEIGHTS_FILE)
+        save_sklearn(self.pipeline, path / WEIGHTS_FILE)
 
     @classmethod
     def _load_weights(cls, path: Path, params: dict[str, Any]) -> "TfidfLogReg":
         clf = cls(**params)
-        clf.pipeline = load_skops(path / WEIGHTS_FILE, TRUSTED_TYPES)
+        clf.pipeline = load_sklearn(path / WEIGHTS_FILE, path / LEGACY_FILE, TRUSTED_TYPES)
         clf.labels = [str(c) for c in clf.pipeline.classes_]
         return clf
