@@ -105,3 +105,15 @@ def test_broken_files_give_a_clear_error(data, tmp_path):
         load_estimator(tmp_path / "missing.npz")
     m = json.loads(np.load(f)["__manifest__"].tobytes())
     assert m["format"].startswith("ticket-triage-sklearn/")
+
+
+@pytest.mark.parametrize("items", [[], [""], ["a\x00b"], ["a", "b\x00", ""], ["x", "ü", "🙂", "a b"]])
+def test_string_lists_survive_any_content(items, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression()
+    lr.classes_ = np.array(items, dtype=object)
+    lr.vocab_like_ = {s: i for i, s in enumerate(items)}
+    back = load_estimator(dump_estimator(lr, tmp_path / "s.npz"))
+    assert list(back.classes_) == items and back.classes_.dtype == object
+    assert back.vocab_like_ == lr.vocab_like_

@@ -68,7 +68,13 @@ class _Writer:
         return name
 
     def _strings(self, items: list[str]) -> dict[str, Any]:
-        lengths = np.fromiter((len(s) for s in items), dtype=np.int64, count=len(items))
+        """Many strings as one UTF-8 blob: NUL-separated when no string holds a NUL (splits in
+        one C call on load), else with an offsets array."""
+        joined = "\x00".join(items)
+        if items and joined.count("\x00") == len(items) - 1:
+            blob = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+            return {"text": self._ref(blob), "sep": 0, "count": len(items)}
+        lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
         offsets = np.zeros(len(items) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         blob = np.frombuffer("".join(items).encode("utf-8", "surrogatepass"), dtype=np.uint8)
@@ -90,7 +96,7 @@ class _Writer:
         if isinstance(v, tuple):
             return {"__tuple__": [self.enc(x, f"{where}[{i}]") for i, x in enumerate(v)]}
         if isinstance(v, list):
-            if v and all(type(x) is str for x in v):
+            if v and set(map(type, v)) == {str}:
                 return {"__strlist__": self._strings(v)}
             return [self.enc(x, f"{where}[{i}]") for i, x in enumerate(v)]
         if isinstance(v, (set, frozenset)):
@@ -99,12 +105,12 @@ class _Writer:
                 raise TypeError(f"cannot save {where}: a set of non-strings")
             return {"__set__": self._strings(items)}
         if isinstance(v, dict):
-            if not all(type(k) is str for k in v):
+            if set(map(type, v)) - {str}:
                 raise TypeError(f"cannot save {where}: a dict with non-string keys")
-            if v and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v.values()):
-                keys = list(v)  # a vocabulary: keys as one blob, values as one array
-                vals = np.fromiter((int(x) for x in v.values()), dtype=np.int64, count=len(keys))
-                return {"__vocab__": self._strings(keys), "values": self._ref(vals)}
+            vals = np.array(list(v.values())) if v else None
+            if vals is not None and vals.ndim == 1 and vals.dtype.kind in "iu":
+                # a vocabulary: keys as one blob, values as one array
+                return {"__vocab__": self._strings(list(v)), "values": self._ref(vals.astype(np.int64))}
             return {"__dict__": {k: self.enc(x, f"{where}.{k}") for k, x in v.items()}}
         if isinstance(v, np.ndarray):
             if v.dtype.kind in _NUMERIC_KINDS:
@@ -130,8 +136,13 @@ class _Reader:
             raise ValueError(f"array {name!r} named in the manifest is missing from the file")
         return self.arrays[name]
 
-    def _strings(self, node: dict[str, str]) -> list[str]:
+    def _strings(self, node: dict[str, Any]) -> list[str]:
         text = self._arr(node["text"]).tobytes().decode("utf-8", "surrogatepass")
+        if node.get("sep") == 0:
+            items = text.split("\x00")
+            if len(items) != int(node["count"]):
+                raise ValueError(f"string blob holds {len(items)} strings, the manifest says {node['count']}")
+            return items
         o = self._arr(node["offsets"]).tolist()
         return [text[o[i]:o[i + 1]] for i in range(len(o) - 1)]
 
