@@ -44,6 +44,8 @@ def _setup(workdir: Path, n: int, seed: int, overrides: list[str]) -> dict:
     (workdir / "data").mkdir(parents=True)
     shutil.copytree(ROOT / "conf", workdir / "conf")
     shutil.copytree(ROOT / "pipelines", workdir / "pipelines")
+    # a snapshot of the library: edits to the checkout while this runs do not leak into it
+    shutil.copytree(ROOT / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__"))
     rows = generate(n, seed)
     csv_path = workdir / "data" / "long_tickets.csv"
     with csv_path.open("w", encoding="utf-8", newline="") as f:
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     started = time.monotonic()
     deadline = started + args.budget_s
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    env = {**os.environ, "PYTHONPATH": f"{workdir / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlruns.db'}", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}
     cpu = subprocess.run(["bash", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True,
