@@ -10,7 +10,7 @@ the helpdesk webhooks at /webhooks/<provider>; review-band decisions feed the re
 
 Bundle: env ``TRIAGE_BUNDLE``, else the Bento model the Bento was built with (env ``TRIAGE_BENTO_MODEL``,
 set by the package stage; ``ticket-triage:latest`` outside a built Bento), else the MLflow
-alias ``champion`` (see ``ticket_triage.service.metrics.resolve_bundle``). LLM fallback:
+alias ``champion`` (see ``ticket_triage.bundles.resolve_bundle``). LLM fallback:
 ``ticket_triage.decision.llm.serving_llm_config`` (``TRIAGE_LLM_CONFIG`` / params.yaml / env overrides).
 """
 
@@ -35,10 +35,9 @@ from ticket_triage.service.metrics import (
     MAX_SUBJECT_CHARS,
     MAX_TAGS,
     RequestSizeLimit,
-    bento_model_tag,
     get_metrics,
-    resolve_bundle,
 )
+from ticket_triage.bundles import bento_model_tag, resolve_bundle
 
 log = logging.getLogger("ticket_triage.service")
 
@@ -140,7 +139,7 @@ class TicketTriage:
         from ticket_triage.taxonomy import load_taxonomy
 
         env = None if bundle_dir is None else {"TRIAGE_BUNDLE": str(bundle_dir)}
-        bundle, where = resolve_bundle(env, bento_model_path=_bento_model_path, bento_root=BENTO_ROOT)
+        bundle, where = resolve_bundle(env=env, bento_model_path=_bento_model_path, bento_root=BENTO_ROOT)
         llm_cfg = serving_llm_config()
         self.llm = LLMFallback(llm_cfg, load_taxonomy(bundle / "taxonomy.yaml")) if llm_cfg.enabled else None
         self.triage = Triage.load(bundle, llm=self.llm)

@@ -80,21 +80,6 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_bundle(bundle: str | None, alias: str) -> Path:
-    if bundle:
-        return Path(bundle)
-    if os.environ.get("TRIAGE_BUNDLE"):
-        return Path(os.environ["TRIAGE_BUNDLE"])
-    local = Path("artifacts/train/winner")
-    if alias == "local" or (alias == "champion" and not os.environ.get("MLFLOW_TRACKING_URI") and local.is_dir()
-                            and not Path("mlruns.db").exists()):
-        return local
-    from ticket_triage import tracking
-
-    tracking.setup()
-    return tracking.download_bundle(alias)
-
-
 def _cmd_classify(args: argparse.Namespace) -> int:
     from ticket_triage.decision.triage import Triage
 
@@ -123,7 +108,11 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print("error: give a ticket text or --file tickets.csv", file=sys.stderr)
         return 2
     try:
-        triage = Triage.load(_resolve_bundle(args.bundle, args.alias))
+        from ticket_triage.bundles import resolve_bundle
+
+        bundle, _ = resolve_bundle(args.bundle, alias=args.alias,
+                                   local_winner=Path("artifacts/train/winner"))
+        triage = Triage.load(bundle)
     except (FileNotFoundError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -291,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--file", help="a CSV/JSONL/Parquet file of tickets")
     k.add_argument("--format", choices=["csv", "jsonl", "parquet", "zendesk", "intercom", "front"])
     k.add_argument("--mapping", help="a conf/data/*.yaml mapping for --file")
-    k.add_argument("--bundle", help="a model bundle folder (default: $TRIAGE_BUNDLE, else the registry alias)")
+    k.add_argument("--bundle", help="a model bundle folder (default: $TRIAGE_BUNDLE, else the registry alias, "
+                   "else artifacts/train/winner; see ticket_triage.bundles)")
     k.add_argument("--alias", default="champion", help="registry alias to load (champion|challenger|local)")
     k.set_defaults(func=_cmd_classify)
 

@@ -10,8 +10,9 @@ the project opens ``params.yaml`` or ``conf/``.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
@@ -25,7 +26,51 @@ PARAMS_HEADER = (
 
 
 class ConfigError(ValueError):
-    pass
+    """The configuration is wrong; the message names the key and what is allowed."""
+
+
+T = TypeVar("T")
+
+
+def strict_section(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+    """The one strict loader: the dataclass ``cls`` from ``data`` (None = all defaults).
+    Unknown keys are a :class:`ConfigError` naming them, the section and the allowed keys."""
+    if not is_dataclass(cls):  # pragma: no cover - programming error
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping of settings, got {type(data).__name__}")
+    d = dict(data or {})
+    reject_unknown(d, [f.name for f in fields(cls)], where)
+    return cls(**d)
+
+
+def reject_unknown(given: Iterable[str], known: Iterable[str], where: str) -> None:
+    """Raise :class:`ConfigError` naming the keys of ``given`` that are not ``known``."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; allowed: {known}")
+
+
+@dataclass
+class ContinuousConfig:
+    """``eval.continuous`` in params.yaml (see conf/eval/default.yaml): where continuous
+    evaluation reads recent traffic and writes its outputs and history."""
+
+    out_dir: str = "eval/continuous"
+    history_dir: str = "eval/history"
+    recent_path: str | None = None
+    reference_path: str | None = None
+    reference_max_rows: int = 2000
+    recent_max_rows: int | None = None
+    period: str = "W"
+    min_periods: int = 2
+    history_runs: int = 20
+    top_n: int = 10
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "ContinuousConfig":
+        return strict_section(cls, d, "eval.continuous")
 
 
 def find_root(start: str | Path | None = None) -> Path:

@@ -9,13 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ticket_triage.monitoring.continuous import (
-    EmbeddingCache,
-    feedback_rows,
-    read_tickets_file,
-    resolve_bundle,
-    run_continuous_eval,
-)
+from ticket_triage.bundles import resolve_bundle
+from ticket_triage.models.embeddings import CachedClassifier as EmbeddingCache
+from ticket_triage.monitoring.continuous import run_continuous_eval
+from ticket_triage.monitoring.traffic import feedback_rows, read_tickets_file
 from ticket_triage.data import write_jsonl
 
 SHIFT = ["my crypto wallet staking rewards vanished after the blockchain upgrade",
@@ -135,17 +132,20 @@ def test_injected_shift_in_recent_traffic_is_not_ok(setup, tiny_bundle, tmp_path
 
 
 def test_resolve_bundle_order(setup, tiny_bundle, tmp_path, monkeypatch):
+    """Continuous evaluation resolves its bundle through ticket_triage.bundles (the one order)."""
     params, _ = setup
-    assert resolve_bundle(params, tiny_bundle) == (Path(tiny_bundle), "given")
+    winner = Path(params["paths"]["train"]) / "winner"
+    kw = {"tracking_cfg": params.get("tracking"), "local_winner": winner}
+    assert resolve_bundle(tiny_bundle, **kw) == (Path(tiny_bundle), "given")
     monkeypatch.setenv("TRIAGE_BUNDLE", str(tiny_bundle))
-    assert resolve_bundle(params)[1] == "TRIAGE_BUNDLE"
+    assert resolve_bundle(**kw)[1] == "env:TRIAGE_BUNDLE"
     monkeypatch.delenv("TRIAGE_BUNDLE")
-    with pytest.raises(FileNotFoundError, match="no champion"):  # empty registry, no winner
-        resolve_bundle(params)
+    with pytest.raises(FileNotFoundError, match="champion"):  # empty registry, no winner
+        resolve_bundle(**kw)
     import shutil
 
     shutil.copytree(tiny_bundle, tmp_path / "train" / "winner")
-    path, note = resolve_bundle(params)
+    path, note = resolve_bundle(**kw)
     assert path == tmp_path / "train" / "winner" and "no champion" in note
 
 
@@ -206,7 +206,8 @@ def test_embedding_cache_embeds_each_text_once():
 def test_reference_rows_reuse_the_bundles_training_embeddings(tmp_path):
     from types import SimpleNamespace
 
-    from ticket_triage.monitoring.continuous import ContinuousConfig, reference_rows
+    from ticket_triage.config import ContinuousConfig
+    from ticket_triage.monitoring.traffic import reference_rows
 
     clf = _FakeClf()
     nb = SimpleNamespace(texts=["t one", "t two", "t three"], emb=np.eye(3, 2, dtype=np.float32))

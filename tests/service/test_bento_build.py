@@ -98,7 +98,7 @@ def test_pinned_bentofile_names_the_exact_model(tmp_path):
 
 
 def test_bento_model_tag_order(tmp_path):
-    from ticket_triage.service.metrics import bento_model_tag
+    from ticket_triage.bundles import bento_model_tag
 
     (tmp_path / "bento.yaml").write_text(yaml.safe_dump({"models": [{"tag": "other:1"}, {"tag": "ticket-triage:v7"}]}))
     assert bento_model_tag({"TRIAGE_BENTO_MODEL": "ticket-triage:env"}, tmp_path) == "ticket-triage:env"

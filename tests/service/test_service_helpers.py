@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ticket_triage.service.metrics import RequestSizeLimit, TriageMetrics, get_metrics, resolve_bundle
+from ticket_triage.bundles import resolve_bundle
+from ticket_triage.service.metrics import RequestSizeLimit, TriageMetrics, get_metrics
 
 
 def _echo_app():
@@ -70,15 +71,16 @@ def test_resolve_bundle_order(tmp_path):
         calls.append(alias)
         return mlflow_b
 
-    assert resolve_bundle({"TRIAGE_BUNDLE": str(env_b)}, lambda: tmp_path / "bento", download) == (
+    assert resolve_bundle(env={"TRIAGE_BUNDLE": str(env_b)}, bento_model_path=lambda: tmp_path / "bento",
+                          download=download) == (
         env_b, "env:TRIAGE_BUNDLE")
-    assert resolve_bundle({}, lambda: tmp_path / "bento", download) == (bento_b, "bento:ticket-triage:latest")
+    assert resolve_bundle(env={}, bento_model_path=lambda: tmp_path / "bento", download=download) == (bento_b, "bento:ticket-triage:latest")
     assert calls == []
 
     def not_in_store():
         raise LookupError("ticket-triage:latest not found")
 
-    assert resolve_bundle({}, not_in_store, download) == (mlflow_b, "mlflow:ticket-triage@champion")
+    assert resolve_bundle(env={}, bento_model_path=not_in_store, download=download) == (mlflow_b, "mlflow:ticket-triage@champion")
     assert calls == ["champion"]
 
 
@@ -87,11 +89,11 @@ def test_resolve_bundle_failure_lists_what_was_tried(tmp_path):
         raise RuntimeError("no MLFLOW_TRACKING_URI")
 
     with pytest.raises(FileNotFoundError) as err:
-        resolve_bundle({}, lambda: None, no_registry)
+        resolve_bundle(env={}, bento_model_path=lambda: None, download=no_registry)
     msg = str(err.value)
     assert "TRIAGE_BUNDLE" in msg and "champion" in msg and "no MLFLOW_TRACKING_URI" in msg
     with pytest.raises(FileNotFoundError, match="not a model bundle"):
-        resolve_bundle({"TRIAGE_BUNDLE": str(tmp_path)}, None, no_registry)
+        resolve_bundle(env={"TRIAGE_BUNDLE": str(tmp_path)}, download=no_registry)
 
 
 class _FakeLLM:

@@ -73,9 +73,9 @@ def test_embedding_cache_counts_and_bounds_its_entries(monkeypatch):
     """The service reports len(EMBEDDING_CACHE) so load tests can tell cache hits from new traffic."""
     import numpy as np
 
-    from ticket_triage.models.encoder import _EmbeddingCache
+    from ticket_triage.models.embeddings import EmbeddingStore
 
-    cache = _EmbeddingCache()
+    cache = EmbeddingStore()
     model = object()
     assert len(cache) == 0
     cache.put_many(model, True, ["a", "b", "c"], np.eye(3, dtype=np.float32))

@@ -12,6 +12,7 @@ safetensors / the libraries' own ``save_pretrained`` formats.
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -227,3 +228,14 @@ def check_training_data(texts: Sequence[str], labels: Sequence[str], min_per_lab
         raise TrainingDataError(
             f"labels with fewer than {min_per_label} training examples: {', '.join(few)}. "
             "Label more tickets for them, merge them in the taxonomy, or lower train.min_examples_per_label")
+
+
+def encoder_threads() -> int:
+    """Threads for an encoder: TRIAGE_TORCH_THREADS when set, else the CPUs this process may
+    use (affinity aware), never more than those."""
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        avail = os.cpu_count() or 1
+    env = os.environ.get("TRIAGE_TORCH_THREADS")
+    return max(1, min(int(env) if env else avail, avail))

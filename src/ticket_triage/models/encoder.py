@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ticket_triage.models.base import progress_enabled
+from ticket_triage.models.base import encoder_threads, progress_enabled
+from ticket_triage.models.embeddings import EMBEDDING_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +83,6 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
-def encoder_threads() -> int:
-    """Threads for an encoder: TRIAGE_TORCH_THREADS when set, else the CPUs this process may
-    use (affinity aware), never more than those."""
-    try:
-        avail = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        avail = os.cpu_count() or 1
-    env = os.environ.get("TRIAGE_TORCH_THREADS")
-    return max(1, min(int(env) if env else avail, avail))
-
-
 def configure_torch_threads() -> int:
     """Set torch's intra-op threads: TRIAGE_TORCH_THREADS when set, else the CPUs this process
     may use (affinity aware). Deterministic on purpose (a service must not pick its thread
@@ -153,56 +143,6 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu", backend: str 
     from ticket_triage.models.onnx_encoder import OnnxSentenceEncoder
 
     return OnnxSentenceEncoder(path, backend)
-
-
-class _EmbeddingCache:
-    """A bounded LRU of embeddings of a *frozen* encoder, keyed by (encoder, normalize, text).
-
-    Training encodes the same texts several times (fit, neighbour index, validation scoring,
-    a second candidate on the same encoder) and the service sees repeated tickets; the cache
-    makes each text cost one forward pass. Size: ``TRIAGE_EMBED_CACHE`` entries (default
-    50,000, about 75 MB for MiniLM; 0 disables it)."""
-
-    def __init__(self) -> None:
-        import collections
-        import threading
-
-        self._d: "collections.OrderedDict[tuple[int, bool, str], np.ndarray]" = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def capacity(self) -> int:
-        return int(os.environ.get("TRIAGE_EMBED_CACHE", "50000"))
-
-    def get_many(self, model: Any, normalize: bool, texts: Sequence[str]) -> list[np.ndarray | None]:
-        with self._lock:
-            out = []
-            for t in texts:
-                v = self._d.get((id(model), normalize, t))
-                if v is not None:
-                    self._d.move_to_end((id(model), normalize, t))
-                out.append(v)
-            return out
-
-    def put_many(self, model: Any, normalize: bool, texts: Sequence[str], emb: np.ndarray) -> None:
-        cap = self.capacity
-        if cap <= 0:
-            return
-        with self._lock:
-            for t, v in zip(texts, emb):
-                self._d[(id(model), normalize, t)] = v
-            while len(self._d) > cap:
-                self._d.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._d.clear()
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-
-EMBEDDING_CACHE = _EmbeddingCache()
 
 
 def encode(texts: Sequence[str], encoder: Any = DEFAULT_ENCODER, *, batch_size: int = 64,

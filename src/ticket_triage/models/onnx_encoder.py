@@ -142,7 +142,7 @@ class OnnxSentenceEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        from ticket_triage.models.encoder import encoder_threads
+        from ticket_triage.models.base import encoder_threads
 
         self.model_dir = Path(model_dir)
         self.variant = variant

@@ -53,11 +53,10 @@ class CostConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "CostConfig":
+        from ticket_triage.config import reject_unknown
+
         d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in eval.cost; allowed: {sorted(known)}")
+        reject_unknown(d, (f.name for f in fields(cls)), "eval.cost")
         bad = sorted(k for k, v in d.items() if not isinstance(v, (int, float)) or v < 0)
         if bad:
             raise ValueError(f"eval.cost values must be non-negative numbers; check {bad}")

@@ -107,10 +107,10 @@ class DriftConfig:
 
 
 def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+    from ticket_triage.config import reject_unknown
+
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(known)}")
+    reject_unknown(d, known, where)
     kw: dict[str, Any] = {}
     for name, value in d.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else None  # type: ignore[misc]

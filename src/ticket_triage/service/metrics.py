@@ -8,16 +8,14 @@
   duplicate names). BentoML's ``/metrics`` exposes them next to its own request metrics.
 - :class:`RequestSizeLimit` is an ASGI middleware that answers 413 with a JSON message before a
   too-large request body is read into memory.
-- :func:`resolve_bundle` picks where the model bundle comes from (env, Bento store, MLflow).
+- Where the model bundle comes from: :func:`ticket_triage.bundles.resolve_bundle` (one order).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
 
 log = logging.getLogger(__name__)
@@ -30,7 +28,6 @@ __all__ = [
     "RequestSizeLimit",
     "TriageMetrics",
     "get_metrics",
-    "resolve_bundle",
 ]
 
 MAX_BODY_CHARS = 65_536          # a ticket body longer than this is refused (4xx naming the field)
@@ -218,96 +215,3 @@ def _too_large_message(scope: Scope, size: int, limit: int, partial: bool = Fals
             f"ticket bodies are limited to {MAX_BODY_CHARS} characters")
     size_s = f"more than {limit}" if partial else str(size)
     return f"request body of {size_s} bytes exceeds the {limit} byte limit for {path}: {hint}"
-
-
-# --------------------------------------------------------------------------------------
-# Where the model bundle comes from
-# --------------------------------------------------------------------------------------
-
-ENV_BUNDLE = "TRIAGE_BUNDLE"
-ENV_BENTO_MODEL = "TRIAGE_BENTO_MODEL"  # set in a built Bento: the model tag it was built with
-BENTO_MODEL_TAG = "ticket-triage:latest"  # outside a built Bento (bentoml serve serving.service:...)
-
-
-def bento_model_tag(env: Mapping[str, str] | None = None, bento_root: str | Path | None = None) -> str:
-    """The Bento model to serve: ``TRIAGE_BENTO_MODEL`` (set in the Bento's image by the package
-    stage), else the ``ticket-triage`` model recorded in the ``bento.yaml`` of the Bento being
-    served (``bento_root``: `bentoml serve <bento>` does not apply the Bento's envs), else latest."""
-    env = os.environ if env is None else env
-    if env.get(ENV_BENTO_MODEL):
-        return env[ENV_BENTO_MODEL]
-    meta = Path(bento_root) / "bento.yaml" if bento_root else None
-    if meta is not None and meta.is_file():
-        import yaml
-
-        name = BENTO_MODEL_TAG.split(":")[0]
-        for m in (yaml.safe_load(meta.read_text()) or {}).get("models") or []:
-            tag = str(m.get("tag", "")) if isinstance(m, dict) else str(m)
-            if tag.split(":")[0] == name:
-                return tag
-    return BENTO_MODEL_TAG
-
-
-REGISTRY_ALIAS = "champion"
-
-
-def _bundle_in(path: Path) -> Path | None:
-    for cand in (path, path / "bundle"):
-        if (cand / "policy.json").is_file():
-            return cand
-    return None
-
-
-def resolve_bundle(env: Mapping[str, str] | None = None,
-                   bento_model_path: Callable[[], str | Path | None] | None = None,
-                   download: Callable[[str], str | Path] | None = None,
-                   bento_root: str | Path | None = None) -> tuple[Path, str]:
-    """Find the model bundle to serve -> ``(bundle_dir, where)``.
-
-    Order: env ``TRIAGE_BUNDLE`` (a local bundle dir); the model packaged in the Bento
-    (``bento_model_path()``, the path of ``bentoml.models.get(bento_model_tag())``: the tag the
-    Bento was built with, ``ticket-triage:latest`` outside one);
-    the MLflow registry alias ``champion`` (``download("champion")``, by default
-    ``ticket_triage.tracking.download_bundle``). Raises ``FileNotFoundError`` saying what to set.
-    """
-    env = os.environ if env is None else env
-    tag = bento_model_tag(env, bento_root)
-    tried: list[str] = []
-    if env.get(ENV_BUNDLE):
-        p = Path(env[ENV_BUNDLE]).expanduser()
-        found = _bundle_in(p)
-        if found is None:
-            raise FileNotFoundError(f"{ENV_BUNDLE}={p} is not a model bundle (no policy.json in it "
-                                    "or in its bundle/ folder): point it at a trained bundle dir, "
-                                    "e.g. artifacts/train/bundle")
-        return found, f"env:{ENV_BUNDLE}"
-    tried.append(f"env {ENV_BUNDLE} (unset)")
-    if bento_model_path is not None:
-        try:
-            mp = bento_model_path()
-        except Exception as exc:  # not in the store, or no store at all
-            mp = None
-            tried.append(f"Bento store {tag} ({type(exc).__name__}: {exc})")
-        if mp is not None:
-            found = _bundle_in(Path(mp))
-            if found is not None:
-                return found, f"bento:{tag}"
-            tried.append(f"Bento store {tag} at {mp} (no policy.json)")
-    if download is None:
-        def download(alias: str) -> str | Path:
-            from ticket_triage import tracking
-
-            tracking.setup()
-            return tracking.download_bundle(alias)
-    try:
-        p = Path(download(REGISTRY_ALIAS))
-        found = _bundle_in(p)
-        if found is not None:
-            return found, f"mlflow:ticket-triage@{REGISTRY_ALIAS}"
-        tried.append(f"MLflow alias {REGISTRY_ALIAS} -> {p} (no policy.json)")
-    except Exception as exc:
-        tried.append(f"MLflow alias {REGISTRY_ALIAS} ({type(exc).__name__}: {exc})")
-    raise FileNotFoundError("no model bundle to serve; tried: " + "; ".join(tried) +
-                            f". Set {ENV_BUNDLE} to a bundle dir, run the package stage "
-                            f"(`dvc repro package`) to import {BENTO_MODEL_TAG}, or set "
-                            f"MLFLOW_TRACKING_URI to a registry with alias {REGISTRY_ALIAS}")
