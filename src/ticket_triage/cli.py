@@ -80,6 +80,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_bundle(bundle: str | None, alias: str) -> Path:
+    """``--bundle``, else the one order of :func:`ticket_triage.bundles.resolve_bundle` (the
+    local sweep winner last)."""
+    from ticket_triage.bundles import resolve_bundle
+
+    return resolve_bundle(bundle, alias=alias, local_winner=Path("artifacts/train/winner"))[0]
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     from ticket_triage.decision.triage import Triage
 
@@ -108,11 +116,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print("error: give a ticket text or --file tickets.csv", file=sys.stderr)
         return 2
     try:
-        from ticket_triage.bundles import resolve_bundle
-
-        bundle, _ = resolve_bundle(args.bundle, alias=args.alias,
-                                   local_winner=Path("artifacts/train/winner"))
-        triage = Triage.load(bundle)
+        triage = Triage.load(_resolve_bundle(args.bundle, args.alias))
     except (FileNotFoundError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
