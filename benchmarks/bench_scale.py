@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,6 +125,47 @@ def run_measured(cmd: list[str], env: dict, timeout: float) -> tuple[float, floa
     return time.perf_counter() - t0, peak / 2**20, proc.returncode
 
 
+def fit_lines(results: list[dict]) -> dict:
+    """Per engine, seconds = startup + n / marginal_rate (least squares over the sizes run)."""
+    import numpy as np
+
+    out = {}
+    for engine in sorted({r["engine"] for r in results}):
+        pts = [(r["n"], r["seconds_median"]) for r in results
+               if r["engine"] == engine and r["ok_runs"]]
+        if len(pts) < 2:
+            continue
+        n, t = np.array(pts, dtype=float).T
+        slope, intercept = np.polyfit(n, t, 1)
+        out[engine] = {"startup_s": round(float(intercept), 1),
+                       "marginal_tickets_per_s": round(float(1 / slope), 1) if slope > 0 else None,
+                       "points": len(pts)}
+    return out
+
+
+def cluster_estimate(fits: dict, master: str, n: int = 5_000_000, minutes: float = 30,
+                     efficiency: float = 0.7) -> dict | None:
+    """Cores for ``n`` tickets in ``minutes`` on Spark, from the measured per-core marginal
+    rate; ``efficiency`` discounts stragglers, object-storage reads and scheduling."""
+    import math
+    import re
+
+    sp = fits.get("spark")
+    if not sp or not sp.get("marginal_tickets_per_s"):
+        return None
+    m = re.match(r"local\[(\d+)\]", master)
+    cores_used = int(m.group(1)) if m else os.cpu_count() or 1
+    per_core = sp["marginal_tickets_per_s"] / cores_used
+    budget = minutes * 60 - max(sp["startup_s"], 0) - 120  # JVM/executor start + bundle load
+    need = n / budget
+    cores = math.ceil(need / (per_core * efficiency))
+    return {"tickets": n, "minutes": minutes, "per_core_tickets_per_s": round(per_core, 1),
+            "needed_tickets_per_s": round(need, 1), "efficiency": efficiency, "cores": cores,
+            "executors_of_4_cores": math.ceil(cores / 4),
+            "note": "per-core rate measured on a shared 2-core box (other engineers' jobs running): "
+                    "a conservative upper bound on the cores needed"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000,300000,1000000")
@@ -132,15 +174,25 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1, help="runs per point (median reported)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run, then killed")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
+    ap.add_argument("--append", action="store_true",
+                    help="merge into --out (a point measured again replaces the old one)")
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "tt-bench-scale"),
+                    help="bundle and data are built here once and reused")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="tt-bench-scale-"))
-    print(f"building the bundle and data in {work}", file=sys.stderr)
-    bundle = build_bundle(work / "bundle")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"bundle and data in {work}", file=sys.stderr)
+    bundle = work / "bundle"
+    if not (bundle / "policy.json").is_file():
+        shutil.rmtree(bundle, ignore_errors=True)
+        bundle = build_bundle(bundle)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     results = []
     for n in sizes:
-        data = make_tickets(n, work / f"tickets-{n}.parquet")
+        data = work / f"tickets-{n}.parquet"
+        if not data.is_file():
+            make_tickets(n, data)
         for engine in args.engines.split(","):
             runs = []
             for r in range(args.repeats):
@@ -150,6 +202,7 @@ def main() -> int:
                 if engine == "spark":
                     cmd += ["--master", args.master]
                 secs, peak, rc = run_measured(cmd, env, args.timeout)
+                shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
                 runs.append((secs, peak, rc))
                 print(f"{engine:5s} n={n:>9,} run {r}: {secs:8.1f} s  {n / secs if secs == secs else 0:8.0f} "
                       f"tickets/s  peak {peak:7.0f} MiB  rc={rc}", file=sys.stderr, flush=True)
@@ -159,6 +212,13 @@ def main() -> int:
                             "seconds_median": round(med, 2),
                             "tickets_per_s": round(n / med, 1) if ok else None,
                             "peak_rss_mib_max": round(max(x[1] for x in runs), 1)})
+    if args.append and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text()).get("results", [])
+        new_keys = {(r["engine"], r["n"]) for r in results}
+        results = sorted([r for r in old if (r["engine"], r["n"]) not in new_keys] + results,
+                         key=lambda r: (r["engine"], r["n"]))
+    fits = fit_lines(results)
+    estimate = cluster_estimate(fits, args.master)
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
                   if line.startswith("Model name")), platform.processor())
@@ -167,10 +227,11 @@ def main() -> int:
                        "note": "shared with other engineers' test runs"},
            "bundle": "tfidf_logreg trained on BANKING77 train (bench-tfidf-b77)",
            "data": "synthetic: helpdesk-synthetic + github-issues + BANKING77 rows, fresh ids, "
-                   "dates and order numbers", "master": args.master, "results": results}
+                   "dates and order numbers", "master": args.master, "results": results,
+           "fits": fits, "cluster_estimate_5m_in_30min": estimate}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    print(json.dumps({"results": results, "fits": fits, "estimate": estimate}, indent=2))
     return 0
 
 

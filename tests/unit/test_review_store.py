@@ -56,6 +56,30 @@ def test_migrations_are_recorded_once(store):
         assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == len(MIGRATIONS)
 
 
+def test_replicas_starting_together_migrate_once(db_url):
+    """Six stores (own engines, like replicas starting at once) open a fresh database together:
+    every step applied exactly once, nobody fails."""
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_store():
+        try:
+            barrier.wait()
+            ReviewStore(db_url)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with make_engine(db_url).connect() as conn:
+        versions = [r[0] for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))]
+    assert versions == [m.version for m in MIGRATIONS]
+
+
 def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
     store = ReviewStore(f"sqlite:///{tmp_path / 'q.sqlite'}")
     with store.engine.connect() as conn:

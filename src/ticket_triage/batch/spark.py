@@ -127,6 +127,15 @@ def read_input(spark: Any, path: str | Path, fmt: str | None = None) -> Any:
     return reader.json(files)
 
 
+def _spread(spark: Any, df: Any, partitions: int | None) -> Any:
+    """``partitions`` if given; else at least one partition per task slot (a single small
+    Parquet file is one partition, which would leave all but one core idle)."""
+    if partitions:
+        return df.repartition(int(partitions))
+    slots = int(spark.sparkContext.defaultParallelism)
+    return df.repartition(slots) if df.rdd.getNumPartitions() < slots else df
+
+
 def _scorer(bundle: str, shipped: bool, batch_size: int) -> Callable[[Iterator[Any]], Iterator[Any]]:
     def run(frames: Iterator[Any]) -> Iterator[Any]:
         from ticket_triage.batch.frames import decide_chunk
@@ -149,9 +158,7 @@ def score_spark(spark: Any, bundle: str | Path, path: str | Path, out: str | Pat
     if not any(c in keep for c in ("subject", "text", *BODY_ALIASES)):
         raise ScoreError(f"{path} has no subject, body or text column (columns: "
                          f"{', '.join(df.columns) or 'none'}); rename the body column to 'body'")
-    df = df.select(*keep)
-    if partitions:
-        df = df.repartition(int(partitions))
+    df = _spread(spark, df.select(*keep), partitions)
     ref, shipped = _bundle_ref(spark, bundle, ship_bundle)
     decided = df.mapInPandas(_scorer(ref, shipped, batch_size), schema=spark_schema_ddl())
     decided.write.mode("overwrite").parquet(str(out))
@@ -220,9 +227,8 @@ def evaluate_spark(spark: Any, bundle: str | Path, path: str | Path, *, prefix: 
     if missing:
         raise ScoreError(f"{path} lacks column(s) {sorted(missing)}: evaluation needs the cleaned "
                          "'text' and the gold 'topic' (the split stage's files have both)")
-    df = df.select(*[c for c in ("id", "text", "topic", "language") if c in df.columns])
-    if partitions:
-        df = df.repartition(int(partitions))
+    df = _spread(spark, df.select(*[c for c in ("id", "text", "topic", "language")
+                                    if c in df.columns]), partitions)
     ref, shipped = _bundle_ref(spark, bundle, ship_bundle)
     rows = df.mapInPandas(_evaluator(ref, shipped), schema=_EVAL_SCHEMA).cache()
     try:
