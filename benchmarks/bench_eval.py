@@ -65,7 +65,7 @@ def make_recent(src: Path, n: int, out: Path, seed: int = 0) -> int:
 def train_tfidf_bundle(params: dict[str, Any], out: Path) -> Path:
     """A TF-IDF bundle trained on the project's train split, policy fitted on validation."""
     from ticket_triage.data import iter_jsonl
-    from ticket_triage.decision.triage import build_bundle
+    from ticket_triage.decision.bundle import build_bundle
     from ticket_triage.models import build_classifier
 
     split = Path(params["paths"]["split"])

@@ -70,7 +70,7 @@ def _score(triage, rows):
 
 
 def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=None):
-    from ticket_triage.decision.triage import build_bundle
+    from ticket_triage.decision.bundle import build_bundle
     from ticket_triage.models import build_classifier
 
     hp = {k: v for k, v in params["model"].items() if k != "family"}

@@ -121,7 +121,8 @@ def _macro(y: list[str], p: list[str]) -> dict:
 
 def run_family(family: str, dataset: str, overrides: list[str], seed: int) -> dict:
     from ticket_triage.config import compose
-    from ticket_triage.decision.triage import Triage, build_bundle
+    from ticket_triage.decision.bundle import build_bundle
+    from ticket_triage.decision.triage import Triage
     from ticket_triage.metrics import auto_route_metrics
     from ticket_triage.models import build_classifier
 

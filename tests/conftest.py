@@ -52,7 +52,7 @@ def tiny_bundle(tmp_path_factory, base_params, small_rows) -> Path:
     """A loadable model bundle (TF-IDF, fixed 0.85/0.6 thresholds) trained on the fixture."""
     import copy
 
-    from ticket_triage.decision.triage import build_bundle
+    from ticket_triage.decision.bundle import build_bundle
     from ticket_triage.models import build_classifier
 
     params = copy.deepcopy(base_params)

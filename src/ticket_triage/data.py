@@ -109,9 +109,9 @@ def clean_tickets(
     the same function the service and the LLM call use.
     """
     from ticket_triage.text.language import detect_language
-    from ticket_triage.text.clean import CLEANING_VERSION, clean_text
+    from ticket_triage.text.clean import CLEANING_VERSION, CleanConfig
 
-    cfg = dict(cfg or {})
+    cc = CleanConfig.from_dict(cfg)
     report = CleanReport(tickets_in=len(tickets), cleaning_version=CLEANING_VERSION)
     kept: list[dict[str, Any]] = []
     aside: list[dict[str, Any]] = []
@@ -123,13 +123,7 @@ def clean_tickets(
 
         iterator = progress_bar(tickets, desc="clean", unit="ticket")
     for t in iterator:
-        text = clean_text(
-            t.subject, t.body,
-            redact=cfg.get("redact_pii", True),
-            strip_quotes=cfg.get("strip_quotes", True),
-            strip_signatures=cfg.get("strip_signatures", True),
-            max_chars=cfg.get("max_chars", 20000),
-        )
+        text = cc.apply(t.subject, t.body)
         row = t.to_dict()
         row["text"] = text
         if not text.strip():
@@ -147,7 +141,7 @@ def clean_tickets(
             report.relabelled += 1
         row["topic"] = topic
         row["label_fine"] = fine
-        if cfg.get("dedupe", True):
+        if cc.dedupe:
             key = text.casefold()
             if key in seen:
                 report.duplicates += 1

@@ -87,7 +87,8 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
                     ) -> tuple[Path, dict[str, float], dict[str, Any]]:
     """Fit one candidate, build its bundle, score it on validation through Triage.decide."""
     from ticket_triage.evaluation import score_split
-    from ticket_triage.decision.triage import Triage, build_bundle
+    from ticket_triage.decision.bundle import build_bundle
+    from ticket_triage.decision.triage import Triage
     from ticket_triage.models import build_classifier
     from ticket_triage.models.base import check_training_data
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ticket_triage.decision.crossfit import cross_fit_topic_scores, skip_reason
-from ticket_triage.decision.triage import _raw_topic_proba, Policy, build_bundle
+from ticket_triage.decision.bundle import build_bundle
+from ticket_triage.decision.triage import Policy, _raw_topic_proba
 from ticket_triage.models import build_classifier
 
 

@@ -40,7 +40,7 @@ def test_urgency_and_secondary_tag_models_ship_with_the_bundle(tmp_path, base_pa
     """Where the history carries urgency and several tags per ticket, the bundle learns both."""
     import copy
 
-    from ticket_triage.decision.triage import build_bundle
+    from ticket_triage.decision.bundle import build_bundle
     from ticket_triage.models import build_classifier
 
     rows = copy.deepcopy(small_rows) * 3  # 144 rows: enough for the side models
@@ -69,7 +69,7 @@ def test_review_capacity_is_shared_with_out_of_scope_and_pinned_tickets(base_par
     and the review-pinning rules do not already send to review on validation."""
     import pytest
 
-    from ticket_triage.decision.triage import _reserved_review_share
+    from ticket_triage.decision.bundle import _reserved_review_share
     from ticket_triage.taxonomy import parse_taxonomy
 
     tax = parse_taxonomy(base_params["taxonomy"])
@@ -90,7 +90,7 @@ def test_tuned_bundle_review_band_fits_the_capacity(tmp_path, base_params, small
     rule, the confidence cut may send at most one more validation ticket to review."""
     import copy
 
-    from ticket_triage.decision.triage import build_bundle
+    from ticket_triage.decision.bundle import build_bundle
     from ticket_triage.models import build_classifier
 
     params = copy.deepcopy(base_params)
@@ -108,3 +108,32 @@ def test_tuned_bundle_review_band_fits_the_capacity(tmp_path, base_params, small
     tri = Triage.load(bundle)
     ds = tri.decide([{"text": r["text"]} for r in rows])
     assert sum(d.band == "review" for d in ds) <= 2
+
+
+def test_serving_cleans_with_the_bundles_cleaning_options(tiny_bundle, tmp_path, base_params):
+    """Train/serve parity: Triage.clean applies the bundle's clean.json (all of it: quotes,
+    signatures, redaction, length), exactly as the clean stage did with the same options."""
+    import json
+    import shutil
+
+    from ticket_triage.data import clean_tickets
+    from ticket_triage.decision.triage import Triage
+    from ticket_triage.schema import Ticket
+    from ticket_triage.taxonomy import parse_taxonomy
+
+    ticket = Ticket(id="q1", subject="Card blocked",
+                    body="My card is blocked since Monday, please help.\n\nBest regards,\nAnna Smith\n\n"
+                         "On Mon, 3 Jun 2024 at 10:00, Support <help@bank.example> wrote:\n"
+                         "> Call me at +44 20 7946 0958 about your card",
+                    topic="card_payments")
+    options = {"redact_pii": False, "strip_quotes": False, "strip_signatures": False,
+               "dedupe": True, "max_chars": 90}
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / "clean.json").write_text(json.dumps(options))
+    served = Triage.load(bundle).clean(ticket)
+    kept, _, _, _ = clean_tickets([ticket], parse_taxonomy(base_params["taxonomy"]), options)
+    trained = kept[0]["text"]
+    assert served == trained
+    assert "Anna Smith" in served and len(served) <= 90  # kept: the bundle said so
+    assert Triage.load(tiny_bundle).clean(ticket) != served  # the defaults do clean more

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ticket_triage.taxonomy import Taxonomy
+    from ticket_triage.text.clean import CleanConfig
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class HelpdeskAdapter(ABC):
     def __init__(self, cfg: HelpdeskConfig | Mapping[str, Any], *, classify: Classify,
                  store: ReviewStore, taxonomy: "Taxonomy | None" = None,
                  client: "httpx.Client | None" = None,
-                 clean: Callable[[str, str], str] | None = None,
+                 clean: "CleanConfig | Callable[[str, str], str] | None" = None,
                  outbox: Outbox | None = None):
         self.cfg = cfg if isinstance(cfg, HelpdeskConfig) else HelpdeskConfig.from_dict(cfg)
         self.classify = classify
@@ -375,11 +376,11 @@ class HelpdeskAdapter(ABC):
     def _text(self, t: Ticket) -> str:
         if t.text:
             return t.text
-        if self._clean is not None:
-            return self._clean(t.subject, t.body)
-        from ticket_triage.text.clean import clean_text
+        from ticket_triage.text.clean import CleanConfig
 
-        return clean_text(t.subject, t.body, redact=True)
+        clean = CleanConfig() if self._clean is None else self._clean
+        return clean.apply(t.subject, t.body) if isinstance(clean, CleanConfig) \
+            else clean(t.subject, t.body)
 
     def sync(self) -> HandleReport:
         """Poll once, handle what came, then store the cursor (so a crash re-polls)."""

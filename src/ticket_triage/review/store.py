@@ -25,18 +25,22 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ticket_triage.schema import URGENCIES, Decision, Ticket
+
 # The tables and migrations live in ticket_triage.storage; re-exported for older imports.
 from ticket_triage.storage import (MIGRATIONS, OPEN_ITEM, SCHEMA_VERSION,  # noqa: F401
                                    Migration, anchored_sqlite_url, content_hash, corrections,
                                    export_watermark, helpdesk_drafts, helpdesk_events,
                                    helpdesk_outbox, helpdesk_state, insert_ignore, make_engine,
                                    metadata, migrate, review_items, schema_version, upsert)
+
+if TYPE_CHECKING:
+    from ticket_triage.text.clean import CleanConfig
 
 STATUSES = ("pending", "claimed", "done")
 ACTIONS = ("confirm", "correct")
@@ -103,13 +107,16 @@ def _decision_of(d: Decision | dict[str, Any]) -> Decision:
     return d if isinstance(d, Decision) else Decision.from_dict(d)
 
 
-def redacted_text(ticket: Ticket) -> str:
-    """The text shown in the queue: ``ticket.text`` when cleaned, else ``clean_text(...)``."""
+def redacted_text(ticket: Ticket, clean: "CleanConfig | Callable[[str, str], str] | None" = None) -> str:
+    """The text shown in the queue: ``ticket.text`` when cleaned, else the ticket cleaned with
+    ``clean`` (the model's :class:`~ticket_triage.text.clean.CleanConfig`; defaults when None)."""
     if ticket.text:
         return ticket.text
-    from ticket_triage.text.clean import clean_text  # lazy: another module, may load resources
+    from ticket_triage.text.clean import CleanConfig  # lazy: another module
 
-    return clean_text(ticket.subject, ticket.body, redact=True)
+    clean = CleanConfig() if clean is None else clean
+    return clean.apply(ticket.subject, ticket.body) if isinstance(clean, CleanConfig) \
+        else clean(ticket.subject, ticket.body)
 
 
 def _day_start(ts: float) -> float:
@@ -129,8 +136,10 @@ class ReviewStore:
 
     def __init__(self, db_url: str = "sqlite:///:memory:", *, claim_ttl_s: float = 600.0,
                  max_seconds_per_item: float = 600.0, busy_timeout_ms: int = 5000,
-                 clock: Callable[[], float] = time.time, engine: Engine | None = None):
+                 clock: Callable[[], float] = time.time, engine: Engine | None = None,
+                 clean: "CleanConfig | Callable[[str, str], str] | None" = None):
         self.db_url = db_url
+        self.clean = clean  # how a ticket without ``text`` is cleaned for the queue
         self.engine = engine or make_engine(db_url, busy_timeout_ms=busy_timeout_ms)
         self.claim_ttl_s = float(claim_ttl_s)
         self.max_seconds_per_item = float(max_seconds_per_item)
@@ -154,7 +163,7 @@ class ReviewStore:
         if urgency not in _URGENCY_RANK:
             urgency = "P3"
         created = ticket.created_at.timestamp() if ticket.created_at else now
-        text = redacted_text(ticket)
+        text = redacted_text(ticket, self.clean)
         return dict(ticket_id=str(ticket.id), text=text, content_hash=content_hash(text),
                     decision_json=json.dumps(d.to_dict(), default=str), band=d.band,
                     reason=d.reason or "", urgency=urgency, urgency_rank=_URGENCY_RANK[urgency],

@@ -218,6 +218,7 @@ def shared_store() -> "ReviewStore":
             cfg = _review_cfg(deploy_params())
             cfg["db_url"] = review_db_url(cfg)
             _SHARED.store = ReviewStore.from_config(cfg)
+            _SHARED.store.clean = service_clean
             log.info("review store: %s (schema v%s)", _redact_url(cfg["db_url"]),
                      _SHARED.store.schema_version)
         return _SHARED.store
@@ -337,7 +338,8 @@ def webhooks_app(classify: Callable[[list[Ticket]], list[Decision]], *,
         taxonomy = None  # agent feedback then reads only triage_* tags
     adapters = {}
     for cfg in ready:
-        adapter = build_adapter(cfg, classify=classify, store=shared_store(), taxonomy=taxonomy)
+        adapter = build_adapter(cfg, classify=classify, store=shared_store(), taxonomy=taxonomy,
+                                clean=service_clean)
         apply_trusted_labels(adapter)
         for var in (adapter.cfg.email_env, adapter.cfg.api_token_env):
             if var and not env.get(var):
@@ -353,6 +355,16 @@ def webhooks_app(classify: Callable[[list[Ticket]], list[Decision]], *,
         atexit.register(worker.stop, 2.0)
     log.info("helpdesk webhooks on: POST .../{%s}", ",".join(adapters))
     return create_webhook_app(adapters, worker=worker, unavailable=problems)
+
+
+def service_clean(subject: str, body: str) -> str:
+    """Clean a ticket the way the running service's model was trained (its bundle's
+    ``clean.json``); the default :class:`~ticket_triage.text.clean.CleanConfig` outside one."""
+    from ticket_triage.text.clean import CleanConfig
+
+    svc = _current_service()
+    triage = getattr(svc, "triage", None) if svc is not None else None
+    return (getattr(triage, "clean_config", None) or CleanConfig()).apply(subject, body)
 
 
 def service_classify(tickets: list[Ticket]) -> list[Decision]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import html
 import logging
 import re
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
 
 from ticket_triage.text.html import _ENTITY_HINT, html_to_text, looks_like_html
 from ticket_triage.text.normalize import (
@@ -39,6 +40,7 @@ from ticket_triage.text.signatures import strip_signature
 
 __all__ = [
     "CLEANING_VERSION",
+    "CleanConfig",
     "PLACEHOLDERS",
     "clean_text",
     "clean_subject",
@@ -66,6 +68,38 @@ _RAW_FACTOR = 10
 # --------------------------------------------------------------------------------------
 # The cleaning function
 # --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """The cleaning options: the ``clean`` params section, saved in every bundle as ``clean.json``.
+
+    Built once and passed to every caller (the clean stage, ``Triage.clean`` from the bundle's
+    ``clean.json``, the review store, the helpdesk adapters), so a ticket is cleaned the same
+    way at training and at serving time. ``dedupe`` is the clean stage's de-duplication (not a
+    text option); unknown keys are refused (``ticket_triage.config.strict_section``)."""
+
+    redact_pii: bool = True
+    strip_quotes: bool = True
+    strip_signatures: bool = True
+    dedupe: bool = True
+    max_chars: int | None = 20000
+
+    @classmethod
+    def from_dict(cls, d: "Mapping[str, Any] | CleanConfig | None") -> "CleanConfig":
+        if isinstance(d, CleanConfig):
+            return d
+        from ticket_triage.config import strict_section
+
+        return strict_section(cls, d, "clean")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def apply(self, subject: Any, body: Any) -> str:
+        """``clean_text(subject, body)`` with these options."""
+        return clean_text(subject, body, redact=self.redact_pii, strip_quotes=self.strip_quotes,
+                          strip_signatures=self.strip_signatures, max_chars=self.max_chars)
+
 
 _SUBJECT_PREFIX = re.compile(
     r"^(?:\s*(?:re|fw|fwd|aw|wg|antw|tr|rv|r|sv|vs|ref)\s*(?:\[\d+\])?\s*:\s*)+", re.I

@@ -1,0 +1,185 @@
+"""Building a model bundle at training time: :func:`build_bundle` is the training-time twin of
+:class:`~ticket_triage.decision.triage.Triage`. It fits the policy (calibration, per-label
+thresholds, out-of-scope cut-off, nearest-neighbour index, urgency and secondary-tag models) on
+the validation split (plus cross-fitted out-of-fold scores) and writes the bundle that
+:meth:`Triage.load` reads: classifier, ``policy.json``, ``taxonomy.yaml``, ``rules.yaml`` and
+``clean.json`` (the cleaning options, applied again at serving time).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from ticket_triage.decision.triage import Neighbours, POLICY_FILE, Policy, _raw_topic_proba
+from ticket_triage.taxonomy import Taxonomy, parse_taxonomy
+
+
+def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_rows: Sequence[Mapping[str, Any]],
+                 params: Mapping[str, Any], out_dir: str | Path, *, label_level: str = "topic",
+                 model_version: str = "dev", max_neighbours: int = 5000,
+                 oos_texts: Sequence[str] | None = None, progress: bool = False) -> Path:
+    """Fit the decision policy on validation and write a loadable bundle to ``out_dir``.
+
+    With ``thresholds.cross_fit_folds`` >= 2 and a family that is cheap to refit, the
+    thresholds are tuned on the validation scores plus calibrated out-of-fold scores of the
+    whole train split (:mod:`ticket_triage.decision.crossfit`).
+
+    ``oos_texts``: validation tickets known to fit no topic (e.g. CLINC150's ``oos_val``); when
+    given, the out-of-scope cut-off is the best separating one among those that flag at most
+    ``thresholds.ood_max_in_scope_flagged`` of the in-scope validation tickets."""
+    from collections import Counter
+
+    from ticket_triage.decision.calibration import fit_calibrator
+    from ticket_triage.decision.crossfit import cross_fit_topic_scores
+    from ticket_triage.decision.ood import OODScorer
+    from ticket_triage.text.clean import CLEANING_VERSION
+    from ticket_triage.decision.thresholds import tune_thresholds
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    taxonomy = parse_taxonomy(params["taxonomy"], "params.yaml:taxonomy")
+    th_cfg = dict(params.get("thresholds") or {})
+    train_topics = Counter(r["topic"] for r in train_rows)
+    topics = sorted(train_topics)
+    fine_to_coarse = None
+    if label_level == "tag":
+        fine_to_coarse = {r["label_fine"]: r["topic"] for r in train_rows}
+    classifier.save(out / "classifier")
+    (out / "taxonomy.yaml").write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True))
+    (out / "rules.yaml").write_text(yaml.safe_dump(dict(params.get("rules") or {"rules": []}), sort_keys=False,
+                                                   allow_unicode=True))
+    from ticket_triage.text.clean import CleanConfig
+
+    (out / "clean.json").write_text(json.dumps(CleanConfig.from_dict(params.get("clean")).to_dict()))
+
+    # uncalibrated topic probabilities on validation
+    stub = Policy(family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
+                  calibrator={"method": "none"}, thresholds={}, ood=None, languages=[])
+    val_texts = [r["text"] for r in val_rows]
+    raw = _raw_topic_proba(classifier, stub, val_texts)
+    y_val = np.array([topics.index(r["topic"]) if r["topic"] in topics else -1 for r in val_rows])
+    keep = y_val >= 0
+    calibrator = fit_calibrator(raw[keep], y_val[keep], method=th_cfg.get("calibration", "temperature"))
+    cal = calibrator.transform(raw)
+    conf = cal.max(axis=1)
+    pred = cal.argmax(axis=1)
+
+    # out-of-scope scorer + neighbours on embeddings when the family has them
+    rng = np.random.default_rng(int(params.get("seed", 42)))
+    sample = np.arange(len(train_rows))
+    if len(sample) > max_neighbours:
+        sample = np.sort(rng.choice(sample, max_neighbours, replace=False))
+    train_emb = classifier.embed([train_rows[i]["text"] for i in sample])
+    ood_dict = None
+    if train_emb is not None:
+        Neighbours(train_emb, [train_rows[i]["text"] for i in sample],
+                   [train_rows[i]["topic"] for i in sample]).save(out)
+        scorer = OODScorer(k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1).fit(train_emb)
+        val_emb = classifier.embed(val_texts)
+        oos_scores = None
+        if oos_texts:
+            oos_raw = _raw_topic_proba(classifier, stub, oos_texts)
+            oos_scores = scorer.score(classifier.embed(list(oos_texts)), calibrator.transform(oos_raw))
+        in_scores = scorer.score(val_emb[keep], cal[keep])
+        ood_cut = scorer.tune(in_scores, oos_scores,
+                              max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
+        ood_dict = scorer.to_dict()
+        ood_share = float(ood_cut.in_scope_flagged)
+        # thresholds are tuned on what reaches them: tickets the out-of-scope cut-off lets through,
+        # including the known out-of-scope ones it misses (counted as errors: y = -1)
+        passed = np.ones(len(val_rows), dtype=bool)
+        passed[np.flatnonzero(keep)] = in_scores <= scorer.cutoff
+        tune_mask = keep & passed
+        tune_conf, tune_pred, tune_y = conf[tune_mask], pred[tune_mask], y_val[tune_mask]
+        if oos_texts:
+            missed = oos_scores <= scorer.cutoff
+            oos_cal = calibrator.transform(oos_raw)[missed]
+            tune_conf = np.r_[tune_conf, oos_cal.max(axis=1)]
+            tune_pred = np.r_[tune_pred, oos_cal.argmax(axis=1)]
+            tune_y = np.r_[tune_y, np.full(int(missed.sum()), -1)]
+    else:
+        tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
+        ood_share = 0.0
+    # out-of-fold scores of the train split join the tuning set (ticket_triage.decision.crossfit); they
+    # are not filtered by the out-of-scope cut-off, which can only make the bound stricter
+    cf = cross_fit_topic_scores(
+        classifier, train_rows, label_level, topics, val_texts, y_val,
+        lambda m, texts: _raw_topic_proba(m, stub, texts),
+        folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0,
+        calibration=th_cfg.get("calibration", "temperature"), seed=int(params.get("seed", 42)),
+        progress=progress, known_oos=bool(oos_texts))
+    if cf.probs is not None:
+        tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
+        tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]
+        tune_y = np.r_[tune_y, cf.y_idx]
+    th_cfg["reserved_review_share"], reserved_info = _reserved_review_share(
+        th_cfg, ood_share, val_texts, params, taxonomy)
+    thresholds = tune_thresholds(tune_conf, tune_pred, tune_y, topics, th_cfg)
+    thresholds.info.update(cf.info)
+    thresholds.info["reserved_review"] = reserved_info
+    (out / "threshold_report.json").write_text(json.dumps(
+        thresholds.report(tune_conf, tune_pred, tune_y), indent=2, default=str))
+    _fit_side_models(train_rows, params, out)
+    min_lang = max(5, int(0.01 * len(train_rows)))
+    languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
+                       if c >= min_lang and lang != "und")
+    cold = [t for t in taxonomy.topic_ids if train_topics.get(t, 0) < int(th_cfg.get("cold_start_min_examples", 20))]
+    policy = Policy(
+        family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
+        calibrator=calibrator.to_dict(), thresholds=thresholds.to_dict(), ood=ood_dict, languages=languages,
+        cold_start_topics=cold,
+        model_version=model_version, taxonomy_version=f"{taxonomy.name}@{taxonomy.version}",
+        cleaning_version=CLEANING_VERSION)
+    (out / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2))
+    return out
+
+
+def _reserved_review_share(th_cfg: Mapping[str, Any], ood_share: float, val_texts: Sequence[str],
+                           params: Mapping[str, Any], taxonomy: Taxonomy) -> tuple[float, dict[str, Any]]:
+    """The review share the confidence cut must leave to the other ways into the review band.
+
+    ``thresholds.reserved_review_share: auto`` (the default): the share of validation tickets
+    the out-of-scope cut-off flags plus the share a rule pins to review, so that the whole
+    review band, not only its low-confidence part, stays within ``review_capacity`` a day.
+    A number is taken as it is."""
+    from ticket_triage.decision.rules import RuleSet
+
+    raw = th_cfg.get("reserved_review_share", "auto")
+    if raw is None or str(raw).lower() != "auto":
+        try:
+            return float(raw or 0.0), {"mode": "fixed", "share": float(raw or 0.0)}
+        except (TypeError, ValueError):
+            raise ValueError(f"thresholds.reserved_review_share must be a number or 'auto', got {raw!r}") from None
+    rules = RuleSet.from_config(dict(params.get("rules") or {"rules": []}), taxonomy=taxonomy)
+    texts = [t for t in val_texts if t.strip()]
+    pinned = sum(rules.apply(t).pinned_band == "review" for t in texts) / max(len(texts), 1)
+    share = float(ood_share) + float(pinned)
+    return share, {"mode": "auto", "share": share, "out_of_scope": float(ood_share), "rule_pinned": float(pinned)}
+
+
+def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[str, Any], out: Path) -> None:
+    """Urgency classifier where the history carries urgency; secondary-tag tagger where tickets
+    carry several tags. Both are optional parts of the bundle."""
+    cfg = dict((params.get("train") or {}))
+    texts = [r["text"] for r in train_rows]
+    urg = [r.get("urgency") for r in train_rows]
+    have = [i for i, u in enumerate(urg) if u in ("P0", "P1", "P2", "P3")]
+    if len(have) >= 0.5 * len(train_rows) and len({urg[i] for i in have}) >= 2:
+        from ticket_triage.decision.urgency import UrgencyModel
+
+        UrgencyModel(min_confidence=float(cfg.get("urgency_min_confidence", 0.5)),
+                     seed=int(params.get("seed", 42))).fit([texts[i] for i in have], [urg[i] for i in have]).save(out / "urgency")
+    from ticket_triage.decision.secondary import SecondaryTagger, is_multilabel
+
+    tags = [list(r.get("tags") or []) for r in train_rows]
+    if is_multilabel(tags):
+        try:
+            SecondaryTagger(min_count=int(cfg.get("secondary_min_count", 20)),
+                            seed=int(params.get("seed", 42))).fit(texts, tags).save(out / "secondary")
+        except ValueError:
+            pass  # no tag frequent enough: no secondary tagger
