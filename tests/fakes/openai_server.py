@@ -11,6 +11,7 @@ Behaviours: ``label`` (answer a topic), ``abstain``, ``invalid`` (a label outsid
 ``malformed`` (content that is not JSON), ``status`` (an HTTP error, e.g. 500),
 ``rate_limit`` (HTTP 429 with ``Retry-After``), ``hang`` (sleep before answering),
 ``keyword`` (label chosen by a substring of the user message; default when none matches).
+``max_in_flight``: the most chat requests answered at once since ``reset()`` (concurrency checks).
 Usage tokens are reported (``prompt_tokens`` = words in the request / a fixed number).
 
 Run standalone (for the service smoke test and by hand)::
@@ -64,6 +65,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": {"message": "request body is not JSON"}})
             return
         step = fake._record(body, {k.lower(): v for k, v in self.headers.items()})
+        with fake._lock:
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            self._answer(fake, body, step)
+        finally:
+            with fake._lock:
+                fake.in_flight -= 1
+
+    def _answer(self, fake: "FakeOpenAI", body: dict[str, Any], step: dict[str, Any]) -> None:
         kind = step["behaviour"]
         if kind == "hang":
             time.sleep(float(step.get("seconds", 30)))
@@ -134,6 +145,8 @@ class FakeOpenAI:
         self._default: dict[str, Any] = {}
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.in_flight = 0  # chat requests being answered now, and the most at once since reset()
+        self.max_in_flight = 0
         self._closing = threading.Event()
         self.script(behaviour, **params)
         self._httpd = _Server(("127.0.0.1", port), _Handler)
@@ -167,6 +180,7 @@ class FakeOpenAI:
         with self._lock:
             self.requests.clear()
             self.headers.clear()
+            self.max_in_flight = self.in_flight
 
     def _record(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         with self._lock:

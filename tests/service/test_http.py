@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tiny_bundle, fake_llm, tmp_path_factory, free_port, write_llm_config):
     tmp = tmp_path_factory.mktemp("serve")
-    cfg = write_llm_config(tmp / "llm.yaml", daily_budget_usd=1.0)
+    cfg = write_llm_config(tmp / "llm.yaml", daily_budget_usd=1.0, batch_deadline_s=3, max_concurrency=4)
     port = free_port()
     env = {**os.environ, "TRIAGE_BUNDLE": str(tiny_bundle), "TRIAGE_LLM_ENABLED": "true",
            "TRIAGE_LLM_BASE_URL": fake_llm.base_url, "TRIAGE_LLM_CONFIG": str(cfg),
@@ -150,6 +150,25 @@ def test_llm_behaviours_keep_service_up(server, fake_llm, llm_timeout, behaviour
     else:
         assert d["llm"]["label"] is None
         assert d["band"] in ("auto_route", "draft", "review")
+    healthy(server)
+
+
+def test_batch_with_hung_llm_answers_every_decision(server, fake_llm):
+    """Issue 14, defect 3: 25 tickets, a hung endpoint. Before: LLM calls one after another,
+    the 60 s request timeout hit, 504 and no decisions. Now: one 3 s deadline for the batch."""
+    client, _, _ = server
+    fake_llm.script("hang", seconds=8)
+    fake_llm.reset()
+    r = client.post("/classify_batch", timeout=70, json={"tickets": [
+        {"body": f"My transfer number {i} is still pending", "id": f"H{i}"} for i in range(25)]})
+    assert r.status_code == 200, r.text
+    out = r.json()["decisions"]
+    assert [d["ticket_id"] for d in out] == [f"H{i}" for i in range(25)]
+    assert all(d["band"] in ("auto_route", "draft", "review") and d["topic"] for d in out)
+    late = [d for d in out if d["reason"] == "llm_deadline"]
+    assert late and all(d["llm"]["error"] == "deadline" for d in late)
+    assert len(fake_llm.requests) < 25  # calls behind the deadline were never sent
+    fake_llm.script("abstain")
     healthy(server)
 
 

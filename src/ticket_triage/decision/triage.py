@@ -23,6 +23,7 @@ Precedence inside :meth:`Triage.decide` (most important first):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from ticket_triage.taxonomy import Taxonomy, parse_taxonomy
 
 POLICY_FILE = "policy.json"
 BAND_ORDER = ("review", "draft", "auto_route")  # least to most trusting
+log = logging.getLogger(__name__)
+
 MAX_TEXT_CHARS_FOR_MODEL = 20000
 
 
@@ -248,6 +251,7 @@ class Triage:
                 model_tags[i] = tags
 
         decisions: list[Decision] = []
+        llm_jobs: list[tuple] = []
         for i, t in enumerate(tks):
             text = texts[i]
             lang = t.language or detect_language(text)
@@ -288,10 +292,11 @@ class Triage:
             if topic in self.policy.cold_start_topics and band == "auto_route":
                 band, reason = "draft", "cold_start_topic"
 
-            llm_info = None
             if (self.llm is not None and band in self.llm.bands and not outcome.pinned_band):
-                band, topic, source, reason, llm_info = self._consult_llm(
-                    text, band, topic, source, reason, neigh[i] if neigh is not None else [])
+                # consulted below, all of the batch at once under one deadline
+                llm_jobs.append((len(decisions), text, band, topic, source, reason,
+                                 neigh[i] if neigh is not None else [],
+                                 (outcome.urgency, model_urgencies[i] or t.urgency)))
 
             urgency = resolve_urgency(outcome.urgency, model_urgencies[i] or t.urgency, self.taxonomy.urgency_for(topic))
             if outcome.hits:
@@ -302,11 +307,53 @@ class Triage:
                 secondary_tags=list(dict.fromkeys([*outcome.secondary_tags, *model_tags[i]])),
                 rule_hits=[{"rule": h.rule_id, "kind": h.kind, "match": h.text} for h in outcome.hits],
                 out_of_scope_score=round(float(ood_scores[i]), 4), language=lang, explanation=explanation,
-                model_version=self.model_version, taxonomy_version=self.policy.taxonomy_version, llm=llm_info))
+                model_version=self.model_version, taxonomy_version=self.policy.taxonomy_version))
+        if llm_jobs:
+            self._consult_llm_batch(llm_jobs, decisions)
         return decisions
 
     def decide_one(self, ticket: Ticket | Mapping[str, Any]) -> Decision:
         return self.decide([ticket])[0]
+
+    def _consult_llm_batch(self, jobs: list[tuple], decisions: list[Decision]) -> None:
+        """Consult the LLM for every job of a batch concurrently (``llm.max_concurrency``
+        threads) under ONE deadline (``llm.batch_deadline_s``, below the server's request
+        timeout). A ticket whose answer is not back in time keeps the model's decision with
+        reason ``llm_deadline``: a batch never loses its decisions to a slow or hung endpoint."""
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        from ticket_triage.decision.urgency import resolve_urgency
+
+        cfg = self.llm.cfg
+        deadline_s = float(getattr(cfg, "batch_deadline_s", 40.0))
+        pool = ThreadPoolExecutor(max_workers=max(1, min(int(getattr(cfg, "max_concurrency", 8)), len(jobs))),
+                                  thread_name_prefix="triage-llm")
+        t0 = time.perf_counter()
+        futures = {pool.submit(self._consult_llm, text, band, topic, source, reason, neigh): k
+                   for k, (_, text, band, topic, source, reason, neigh, _) in enumerate(jobs)}
+        try:
+            wait(futures, timeout=deadline_s)
+        finally:
+            # calls still queued are dropped; running ones end within llm.timeout_s on their own
+            pool.shutdown(wait=False, cancel_futures=True)
+        late = 0
+        for fut, k in futures.items():
+            di, _, band, topic, source, reason, _, (rule_urgency, model_urgency) = jobs[k]
+            d = decisions[di]
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                band, topic, source, reason, info = fut.result()
+            else:
+                if fut.done() and not fut.cancelled():
+                    log.warning("LLM consult failed: %r", fut.exception())
+                late += 1
+                reason = "llm_deadline"
+                info = {"label": None, "error": "deadline", "deadline_s": deadline_s,
+                        "latency_ms": round((time.perf_counter() - t0) * 1000, 1)}
+            d.band, d.topic, d.source, d.reason, d.llm = band, topic, source, reason, info
+            d.urgency = resolve_urgency(rule_urgency, model_urgency, self.taxonomy.urgency_for(topic))
+        if late:
+            log.warning("LLM deadline (%.1fs) passed: %d of %d tickets keep the model's decision",
+                        deadline_s, late, len(jobs))
 
     def _consult_llm(self, text: str, band: str, topic: str, source: str, reason: str,
                      neigh: list[tuple[int, float]]):

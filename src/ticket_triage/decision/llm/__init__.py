@@ -21,6 +21,8 @@ Config (``conf/llm/*.yaml``, composed into params under ``llm``)::
     base_url: null            # env TRIAGE_LLM_BASE_URL overrides; null = api.openai.com
     model: gpt-4o-mini        # env TRIAGE_LLM_MODEL overrides
     timeout_s: 8              # overall deadline of one classify() call, retries included
+    max_concurrency: 8        # a batch's LLM calls run in a pool of this size ...
+    batch_deadline_s: 40      # ... under one deadline; late tickets keep the model's decision
     ...
 
 The API key is read only from the environment (``TRIAGE_LLM_API_KEY``, else ``OPENAI_API_KEY``),

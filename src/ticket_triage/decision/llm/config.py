@@ -59,6 +59,9 @@ class LLMConfig:
     temperature: float = 0.0
     max_text_chars: int = 4000             # ticket text sent is cut here (cost bound)
     max_example_chars: int = 400           # each few-shot example is cut here
+    max_concurrency: int = 8               # LLM calls in flight at once for one batch
+    batch_deadline_s: float = 40.0         # one deadline for all LLM calls of a batch (< the
+                                           # service's 60 s request timeout); late -> llm_deadline
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,6 +71,11 @@ class LLMConfig:
             problems.append(f"llm.max_retries must be >= 0 (got {self.max_retries})")
         if self.failures_to_open < 1:
             problems.append(f"llm.failures_to_open must be >= 1 (got {self.failures_to_open})")
+        if self.max_concurrency < 1:
+            problems.append(f"llm.max_concurrency must be >= 1 (got {self.max_concurrency})")
+        if not 0 < self.batch_deadline_s < 60:
+            problems.append(f"llm.batch_deadline_s must be > 0 and below the service's 60 s request "
+                            f"timeout (got {self.batch_deadline_s})")
         if self.cache_size < 0:
             problems.append(f"llm.cache_size must be >= 0 (got {self.cache_size})")
         bad = [b for b in self.bands if b not in ("auto_route", "draft", "review")]
@@ -154,14 +162,14 @@ def load_llm_config(cfg: Mapping[str, Any] | LLMConfig | None = None,
             kw[key] = tuple(kw[key] or ())
     if kw.get("base_url") in ("", "null", "None"):
         kw["base_url"] = None
-    for key in ("timeout_s", "backoff_s", "max_backoff_s", "reset_after_s", "daily_budget_usd",
+    for key in ("timeout_s", "batch_deadline_s", "backoff_s", "max_backoff_s", "reset_after_s", "daily_budget_usd",
                 "price_input_per_1m", "price_output_per_1m", "temperature"):
         if key in kw:
             try:
                 kw[key] = float(kw[key])
             except (TypeError, ValueError):
                 raise LLMConfigError(f"llm.{key} must be a number (got {kw[key]!r})") from None
-    for key in ("max_retries", "failures_to_open", "cache_size", "few_shot_k",
+    for key in ("max_retries", "max_concurrency", "failures_to_open", "cache_size", "few_shot_k",
                 "max_output_tokens", "max_text_chars", "max_example_chars"):
         if key in kw:
             try:
