@@ -110,7 +110,7 @@ def test_missing_mapped_column_raises_naming_column_and_mapping_key() -> None:
 
 
 def test_no_mapping_and_no_text_column_raises() -> None:
-    with pytest.raises(IngestError, match="neither a 'body' nor a 'subject'"):
+    with pytest.raises(IngestError, match="no body column.*'description'"):
         read_tickets(EXPORTS / "tickets.csv", "csv")
 
 
@@ -213,10 +213,19 @@ def test_utf16_without_bom_and_binary_raise(tmp_path: Path) -> None:
 
 
 def test_multibyte_non_utf8_is_not_mistaken_for_latin1(tmp_path: Path) -> None:
+    # issue 14: Shift-JIS is detected and read as such (it used to be refused); Chinese GB18030
+    # (which decodes as Shift-JIS kanji salad) and other multibyte encodings are still refused
     p = tmp_path / "sjis.csv"
-    p.write_bytes(("id,body\n" + "1,日本語のチケットです\n" * 5).encode("shift_jis"))
-    with pytest.raises(IngestError, match="not UTF-8.*does not look like cp1252.*iconv"):
-        read_tickets(p, "csv")
+    p.write_bytes(("id,body\n" + "".join(f"{i},日本語のチケットです\n" for i in range(5))).encode("shift_jis"))
+    tickets, rejected, rep = read_tickets(p, "csv")
+    assert rep.encoding == "shift_jis" and not rejected
+    assert tickets[0].body == "日本語のチケットです"
+    assert any("Shift-JIS" in w or "shift_jis" in w for w in rep.warnings)
+    for enc, text in (("gb18030", "这是中文工单，订单还没有到"), ("euc-kr", "한국어 티켓입니다")):
+        p = tmp_path / f"{enc}.csv"
+        p.write_bytes(("id,body\n" + "".join(f"{i},{text}\n" for i in range(5))).encode(enc))
+        with pytest.raises(IngestError, match="not UTF-8.*does not look like cp1252.*iconv"):
+            read_tickets(p, "csv")
 
 
 def test_cp1252_file_is_read_with_a_warning() -> None:

@@ -1,4 +1,4 @@
-"""Byte-level reading of exports: encoding detection (UTF-8, BOM, cp1252/Latin-1, UTF-16),
+"""Byte-level reading of exports: encoding detection (UTF-8, BOM, Shift-JIS, cp1252/Latin-1, UTF-16),
 clear errors for binary or undecodable files, and the CSV line feed that can recover a
 broken record.
 """
@@ -6,6 +6,7 @@ broken record.
 from __future__ import annotations
 
 import codecs
+import re
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,13 +65,21 @@ def _detect_encoding(path: Path, declared: str | None = None) -> tuple[str, str 
                 f"{name} looks like {guess} without a byte-order mark (every other byte is "
                 f"NUL), not UTF-8; tried utf-8, and cp1252/latin-1 do not fit NUL bytes. "
                 + how.replace("<ENCODING>", guess))
-        raise IngestError(f"{name} contains NUL bytes: it is binary, not a text export; tried "
-                          "utf-8 and cp1252/latin-1. Export the tickets as UTF-8 CSV/JSON.")
+        controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+        if controls > max(8, len(head) // 100):
+            raise IngestError(f"{name} contains NUL bytes: it is binary, not a text export; tried "
+                              "utf-8 and cp1252/latin-1. Export the tickets as UTF-8 CSV/JSON.")
+        # a few stray NUL bytes in a text export: the rows holding them are rejected (nul_byte)
     enc = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
     bad = _first_utf8_error(path)
     if bad is None:
         return enc, None
     offset, byte = bad
+    cjk = _cjk_encoding(path)
+    if cjk is not None:
+        return cjk, (f"{name}: not valid UTF-8 (byte 0x{byte:02x} at offset {offset}); the bytes "
+                     f"are Japanese text in {cjk}, read as such. Convert the file to avoid this "
+                     f"guess: `iconv -f {cjk.upper()} -t utf-8 {name}`.")
     stats = _byte_stats(path)
     total, high, control, undefined = stats
     if control == 0 and total and high / total <= 0.25:
@@ -83,6 +92,34 @@ def _detect_encoding(path: Path, declared: str | None = None) -> tuple[str, str 
         f"cp1252/latin-1 text either ({control} control bytes, {high} of {total} bytes >= 0x80). "
         + f"Find its encoding (`file -i {name}`), then convert it with `iconv -f ENCODING -t "
         f"utf-8 {name} > {path.stem}.utf8{path.suffix}` or pass encoding='ENCODING'.")
+
+
+_JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f\u3000-\u303f\uff01-\uff5e]")
+
+
+_KANA = re.compile("[\u3040-\u30ff]")
+_HALFWIDTH = re.compile("[\uff61-\uff9f]")
+
+
+def _cjk_encoding(path: Path, limit: int = 64 << 20) -> str | None:
+    """"shift_jis" or "cp932" when the whole file decodes strictly as it and most of its
+    non-ASCII characters are Japanese (cp1252 text almost never decodes as Shift-JIS: its
+    accented letters are invalid lead/trail byte pairs there)."""
+    if path.stat().st_size > limit:
+        return None
+    data = path.read_bytes()
+    for enc in ("shift_jis", "cp932"):
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        non_ascii = sum(1 for c in text if ord(c) > 127)
+        japanese = len(_JAPANESE.findall(text))
+        kana = len(_KANA.findall(text))  # Chinese GBK bytes decode to kanji, hardly ever to kana
+        halfwidth = len(_HALFWIDTH.findall(text))  # GBK/Big5 bytes A1-DF read as half-width kana
+        if non_ascii and japanese >= 0.6 * non_ascii and kana >= 0.1 * japanese and halfwidth <= 0.2 * non_ascii:
+            return enc
+    return None
 
 
 def _first_utf8_error(path: Path) -> tuple[int, int] | None:

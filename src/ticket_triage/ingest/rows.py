@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,15 @@ FIELDS: tuple[str, ...] = (
 )
 REASONS: tuple[str, ...] = (
     "malformed_row", "missing_id", "missing_body", "body_too_large", "unparsable_date",
-    "duplicate_id",
+    "duplicate_id", "invalid_field", "nul_byte", "implausible_date",
 )
+# created_at outside this range is a unit or sign mistake (epoch -1e12 would read as 1938)
+DATE_MIN = datetime(1990, 1, 1, tzinfo=timezone.utc)
+DATE_MAX_AHEAD = timedelta(days=2)
 RAW_MAX_CHARS = 2000
 
 
+_INF = float("inf")
 _TAG_SPLIT = re.compile(r"[,;|]")
 _NUMBER = re.compile(r"[+-]?\d+(\.\d*)?")
 
@@ -154,6 +158,16 @@ class _Builder:
         rid = rid.strip() if type(rid) is str else str(rid)
         if not rid:
             return _reject(src, position, "missing_id", "the id field is empty", raw)
+        for name in ("subject", "body", "topic", "language", "channel", "requester", "urgency"):
+            x = v.get(name)
+            if isinstance(x, (dict, list, tuple)):
+                return _reject(src, position, "invalid_field",
+                               f"ticket {rid}: {name} is a JSON {'object' if isinstance(x, dict) else 'list'}"
+                               f", expected text; map {name} to a text field", raw)
+            if type(x) is str and "\x00" in x:
+                return _reject(src, position, "nul_byte",
+                               f"ticket {rid}: {name} contains a NUL byte (binary data in a text "
+                               "field); fix the export row", raw)
         subject = _text(v.get("subject"))
         body = _text(v.get("body"))
         if (not body or body.isspace()) and (not subject or subject.isspace()):
@@ -178,22 +192,30 @@ class _Builder:
                 return _reject(src, position, "unparsable_date",
                                f"ticket {rid}: created_at {str(ca)[:80]!r} is not ISO 8601, "
                                "'YYYY-MM-DD HH:MM:SS', epoch seconds or RFC 2822", raw)
+            if not DATE_MIN <= created <= datetime.now(timezone.utc) + DATE_MAX_AHEAD:
+                return _reject(src, position, "implausible_date",
+                               f"ticket {rid}: created_at {str(ca)[:80]!r} is {created.isoformat()}, "
+                               f"outside {DATE_MIN.date()} .. now: a unit or sign mistake? (epoch "
+                               "seconds or milliseconds since 1970)", raw)
         else:
             created = None
+        try:
+            tags = _tags(v.get("tags")) if v.get("tags") else []
+        except ValueError as e:
+            return _reject(src, position, "invalid_field", f"ticket {rid}: {e}", raw)
         first = self.seen.get(rid)
         if first is not None:
             return _reject(src, position, "duplicate_id",
                            f"id {rid!r} already used by {Path(first[0]).name} position "
                            f"{first[1]}; the first occurrence is kept", raw)
         self.seen[rid] = (src, position)
-        tags = v.get("tags")
         urgency = v.get("urgency")
         return Ticket(
             id=rid,
             subject=subject,
             body=body,
             created_at=created,
-            tags=_tags(tags) if tags else [],
+            tags=tags,
             topic=_opt(v.get("topic")) or self._d_topic,
             urgency=self._urgency(urgency) if urgency not in (None, "") else self._d_urgency,
             language=_opt(v.get("language")) or self._d_language,
@@ -264,14 +286,14 @@ def _truncate_raw(raw: Any) -> Any:
 
 
 def _text(v: Any) -> str:
-    if v is None:
-        return ""
+    if v is None or (type(v) is float and (v != v or v in (_INF, -_INF))):
+        return ""  # NaN / Infinity (pandas, some JSON writers) is a missing value, not "nan"
     s = v if type(v) is str else str(v)
     return s[1:] if s[:1] == "\ufeff" else s
 
 
 def _opt(v: Any) -> str | None:
-    if v is None:
+    if v is None or (type(v) is float and (v != v or v in (_INF, -_INF))):
         return None
     s = (v if type(v) is str else str(v)).strip()
     return s or None
@@ -304,7 +326,13 @@ def _add_tags(v: Any, out: dict[str, None]) -> None:
             _add_tags(it, out)
         return
     if isinstance(v, dict):
-        _add_tags(v.get("name"), out)
+        name = next((v[k] for k in ("name", "label", "tag", "title") if isinstance(v.get(k), str)), None)
+        if name is None:
+            raise ValueError(f"tag object {json.dumps(v, default=str)[:120]} has no name/label/tag/"
+                             "title text; tags are strings or {\"name\": ...} objects")
+        _add_tags(name, out)
+        return
+    if type(v) is float and (v != v or v in (_INF, -_INF)):
         return
     s = v if type(v) is str else str(v)
     if "," in s or ";" in s or "|" in s:

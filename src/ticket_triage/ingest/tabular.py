@@ -99,13 +99,18 @@ def _resolve_columns(path: Path, header: list[str], mapping: dict | None,
         if h in index:
             report.warnings.append(f"{path.name}: duplicate column {h!r}; the first one is used")
         index.setdefault(h, i)
+    given = mapping is not None
     if mapping is None:
         mapping = {k: k for k in FIELDS if k in index}
-        if "subject" not in mapping and "body" not in mapping:
-            raise IngestError(
-                f"{path.name}: no mapping given and the header has neither a 'body' nor a "
-                f"'subject' column (columns: {', '.join(header)}). Pass mapping= (canonical "
-                "field -> column), e.g. the data config's mapping: {body: text, tags: category}")
+    if "body" not in mapping:
+        hint = next((h for h in header if h.lower() in ("text", "message", "description", "content",
+                                                        "comment", "body_text", "question")), None)
+        raise IngestError(
+            f"{path.name}: no body column: "
+            + ("the mapping has no 'body' entry" if given else "the header has no 'body' column")
+            + f" (columns: {', '.join(header)}); every ticket would arrive without its text. Pass "
+            "mapping= (canonical field -> column), e.g. the data config's mapping: {body: "
+            + (repr(hint) if hint else "<the text column>") + ", subject: ...}")
     singles: list[tuple[str, int]] = []
     tag_cols: list[int] = []
     gen_ids = False
@@ -176,9 +181,17 @@ def _iter_jsonl(path: Path, enc: str, extract: Callable[[Any], dict], report: In
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, parse_constant=_no_constant)
             except ValueError as e:
                 yield line_no, None, line, f"line {line_no}: invalid JSON ({e})"
+                continue
+            except RecursionError:
+                yield line_no, None, line, (f"line {line_no}: JSON nested deeper than the parser "
+                                            "allows; a ticket is a flat object")
+                continue
+            if too_deep(obj):
+                yield line_no, None, line, (f"line {line_no}: JSON nested more than {MAX_DEPTH} "
+                                            "levels deep; a ticket is a flat object")
                 continue
             objs = [obj]
             if records_of is not None and isinstance(obj, dict):
@@ -190,6 +203,29 @@ def _iter_jsonl(path: Path, enc: str, extract: Callable[[Any], dict], report: In
                     yield line_no, extract(obj), obj, None
                 except _Malformed as e:
                     yield line_no, None, obj, f"line {line_no}: {e}"
+
+
+MAX_DEPTH = 32
+
+
+def too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when ``obj`` nests lists/objects more than ``limit`` levels (iterative: no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            o = list(o.values())
+        elif not isinstance(o, list):
+            continue
+        if d > limit:
+            return True
+        stack.extend((x, d + 1) for x in o if isinstance(x, (dict, list)))
+    return False
+
+
+def _no_constant(name: str) -> None:
+    """NaN / Infinity / -Infinity (not JSON, but written by some exporters) read as null."""
+    return None
 
 
 def _generic_extractor(mapping: dict | None, builder: "_Builder") -> Callable[[Any], dict]:

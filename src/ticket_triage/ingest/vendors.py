@@ -20,7 +20,7 @@ from ticket_triage.ingest.rows import (
     _tags,
 )
 from ticket_triage.schema import Ticket
-from ticket_triage.ingest.tabular import _iter_jsonl
+from ticket_triage.ingest.tabular import MAX_DEPTH, _iter_jsonl, _no_constant, too_deep
 
 ZENDESK_PRIORITY: dict[str, str] = {"urgent": "P0", "high": "P1", "normal": "P2", "low": "P3"}
 INTERCOM_PRIORITY: dict[str, str | None] = {"priority": "P1", "not_priority": None}
@@ -39,7 +39,10 @@ def _iter_json_export(path: Path, fmt: str, enc: str, mapping: dict | None,
     with open(path, encoding=enc, newline="") as f:
         text = f.read().lstrip("\ufeff")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise IngestError(f"{path.name}: JSON nested deeper than the parser allows; an export "
+                          "is a list of flat ticket records: re-export it") from None
     except json.JSONDecodeError as e:
         if e.msg.startswith("Extra data"):  # several JSON values: it is JSON Lines
             yield from _iter_jsonl(path, enc, extract, report, text=text)
@@ -49,6 +52,10 @@ def _iter_json_export(path: Path, fmt: str, enc: str, mapping: dict | None,
     records = extract.records(doc, path, report, strict=True)
     key = _RECORD_KEYS[fmt][0]
     for i, obj in enumerate(records):
+        if too_deep(obj):
+            yield i + 1, None, f"<record nested more than {MAX_DEPTH} levels deep>", (
+                f"{key}[{i}]: nested more than {MAX_DEPTH} levels deep; a ticket is a flat record")
+            continue
         try:
             yield i + 1, extract(obj), obj, None
         except _Malformed as e:
