@@ -3,10 +3,14 @@
     bentoml serve serving.service:TicketTriage --host 127.0.0.1 --port 3000
 
 Endpoints: POST /classify (one ticket), POST /classify_batch (up to 1,000 tickets),
-GET /info/ready (model version, LLM fallback on/off), BentoML's /livez /healthz /readyz and
+GET /info/ready (model version, LLM fallback on/off; bundle path, LLM endpoint and counters only
+with a valid API key), BentoML's /livez /healthz /readyz and
 /metrics (with the ``triage_*`` metrics of ``ticket_triage.service.metrics``), OpenAPI docs at /.
 Mounted (``ticket_triage.service.mounts``, built on first request): the review page at /review/ and
 the helpdesk webhooks at /webhooks/<provider>; review-band decisions feed the review queue.
+
+Access (``ticket_triage.service.guard``): API key from ``$TRIAGE_API_KEYS`` (without one, loopback
+clients only), JSON bodies only (415), review items per caller and minute capped (429).
 
 Bundle: env ``TRIAGE_BUNDLE``, else the Bento model the Bento was built with (env ``TRIAGE_BENTO_MODEL``,
 set by the package stage; ``ticket-triage:latest`` outside a built Bento), else the MLflow
@@ -19,16 +23,19 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from fastapi import FastAPI
+from bentoml.exceptions import BentoMLException
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ticket_triage.service.batching import MicroBatcher
-from ticket_triage.service.mounts import (enqueue_for_review, lazy_asgi, review_app, service_classify,
-                                  webhooks_app)
+from ticket_triage.service.guard import ApiGuard, ReviewQuota, client_of
+from ticket_triage.service.mounts import (deploy_params, enqueue_for_review, lazy_asgi, review_app,
+                                          service_classify, webhooks_app)
 from ticket_triage.service.metrics import (
     MAX_BATCH,
     MAX_BODY_CHARS,
@@ -147,13 +154,24 @@ class TicketTriage:
         self.batcher = MicroBatcher(self.triage.decide, max_batch=64, max_wait_s=0.002)
         self.bundle, self.bundle_source = bundle, where
         self.metrics = get_metrics()
+        review_cfg = deploy_params().get("review") or {}
+        self.review_quota = ReviewQuota(float(review_cfg.get("max_items_per_client_per_minute", 120)))
         log.info("serving %s from %s (%s); LLM fallback %s", self.triage.model_version, bundle, where,
                  "on" if self.llm else "off")
 
     def __is_ready__(self) -> bool:
         return self.triage is not None
 
-    def _decide(self, tickets: list[dict[str, Any]], endpoint: str) -> list[DecisionOut]:
+    def _decide(self, tickets: list[dict[str, Any]], endpoint: str,
+                ctx: bentoml.Context | None = None) -> list[DecisionOut]:
+        client = client_of(ctx.request.headers) if ctx is not None else "in-process"
+        wait = self.review_quota.wait(client)
+        if wait > 0:  # refused before any work: nothing this caller was answered is dropped
+            self.metrics.record_error(endpoint, "review_quota")
+            raise BentoMLException(
+                f"review-queue quota for this client used up ({self.review_quota.per_minute:g} review "
+                f"items per minute, review.max_items_per_client_per_minute); retry after {wait:.0f} s",
+                error_code=HTTPStatus.TOO_MANY_REQUESTS)
         t0 = time.perf_counter()
         try:
             if len(tickets) == 1:
@@ -167,13 +185,14 @@ class TicketTriage:
         finally:
             self.metrics.record_llm(self.llm)
         self.metrics.record_decisions(decisions, endpoint, time.perf_counter() - t0)
-        enqueue_for_review(tickets, decisions)  # review band + audit sample; never raises
+        queued = enqueue_for_review(tickets, decisions)  # review band + audit sample; never raises
+        self.review_quota.spend(client, int(queued.get("review", 0)) + int(queued.get("audit", 0)))
         return [DecisionOut.model_validate(d) for d in decisions]
 
     @bentoml.api(route="/classify")
-    def classify(self, ticket: TicketIn, /) -> DecisionOut:
+    def classify(self, ticket: TicketIn, /, ctx: bentoml.Context = None) -> DecisionOut:  # type: ignore[assignment]
         """Classify one ticket: topic, band (auto_route / draft / review), urgency, reason."""
-        return self._decide([ticket.to_ticket_dict()], "classify")[0]
+        return self._decide([ticket.to_ticket_dict()], "classify", ctx)[0]
 
     @bentoml.api(route="/classify_batch")
     def classify_batch(
@@ -181,26 +200,37 @@ class TicketTriage:
         tickets: Annotated[list[TicketIn], Field(min_length=1, max_length=MAX_BATCH,
                                                  description=f"1 to {MAX_BATCH} tickets",
                                                  examples=[[EXAMPLE]])],
+        ctx: bentoml.Context = None,  # type: ignore[assignment]  # None: called in-process
     ) -> BatchOut:
         """Classify up to 1,000 tickets in one vectorised call (order preserved)."""
-        out = self._decide([t.to_ticket_dict() for t in tickets], "classify_batch")
+        out = self._decide([t.to_ticket_dict() for t in tickets], "classify_batch", ctx)
         return BatchOut(decisions=out, model_version=self.triage.model_version)
 
     @info_app.get("/ready")
-    def ready_info(self) -> dict[str, Any]:
-        """Model version, bundle source, LLM fallback on/off and its counters, and how many
-        ticket embeddings the process has cached (a load test on texts already cached measures
-        the cache, not the encoder)."""
+    def ready_route(self, request: Request) -> dict[str, Any]:
+        """Readiness details; the bundle path, LLM endpoint and counters only for a caller with
+        a valid API key (``x-triage-auth`` is set by ``ApiGuard``, never by the caller)."""
+        return self.ready_info(detailed=request.headers.get("x-triage-auth") == "1")
+
+    def ready_info(self, detailed: bool = True) -> dict[str, Any]:
+        """Model version, LLM fallback on/off and how many ticket embeddings the process has
+        cached (a load test on texts already cached measures the cache, not the encoder); with
+        ``detailed`` also the bundle path and source, and the LLM endpoint, config and counters."""
         from ticket_triage.models.encoder import EMBEDDING_CACHE
 
         info = dict(self.triage.describe())
+        info["embedding_cache_entries"] = len(EMBEDDING_CACHE)
+        if not detailed:
+            info["llm"] = {"enabled": self.llm is not None}
+            info["details"] = "send the API key (Authorization: Bearer <key>) for bundle, LLM endpoint, counters"
+            return info
         info.update(bundle=str(self.bundle), bundle_source=self.bundle_source,
-                    embedding_cache_entries=len(EMBEDDING_CACHE),
                     llm=({**self.llm.describe(), **self.llm.stats()} if self.llm else {"enabled": False}))
         return info
 
 
 TicketTriage.add_asgi_middleware(RequestSizeLimit)
+TicketTriage.add_asgi_middleware(ApiGuard)  # inside the size limit: key, JSON only, caller identity
 
 # Built on first request (no database or params touched at import); see ticket_triage.service.mounts.
 TicketTriage.mount_asgi_app(lazy_asgi(review_app, name="review page"), path="/review")

@@ -26,6 +26,7 @@ PII = ("jane.doe@example.com", "+44 20 7946 0958", "020 7946 0958", "4111 1111 1
        "4111111111111111")
 
 pytestmark = pytest.mark.slow
+API_KEY = "test-api-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def server(tiny_bundle, fake_llm, tmp_path_factory, free_port, write_llm_config)
     env = {**os.environ, "TRIAGE_BUNDLE": str(tiny_bundle), "TRIAGE_LLM_ENABLED": "true",
            "TRIAGE_LLM_BASE_URL": fake_llm.base_url, "TRIAGE_LLM_CONFIG": str(cfg),
            "BENTOML_HOME": str(tmp / "bentoml"), "HF_HUB_OFFLINE": "1",
-           "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+           "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+           "TRIAGE_API_KEYS": API_KEY, "TRIAGE_REVIEW_DB_URL": f"sqlite:///{tmp / 'review.sqlite'}"}
     env.pop("TRIAGE_LLM_API_KEY", None)
     env.pop("OPENAI_API_KEY", None)
     log = (tmp / "serve.log").open("w")
@@ -45,7 +47,7 @@ def server(tiny_bundle, fake_llm, tmp_path_factory, free_port, write_llm_config)
          "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, timeout=30)
+    client = httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {API_KEY}"})
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         while True:
@@ -185,6 +187,28 @@ def test_no_pii_reaches_the_llm(server, fake_llm):
     sent = fake_llm.sent_text()
     for pii in PII:
         assert pii not in sent, f"{pii!r} reached the LLM endpoint"
+
+
+def test_api_key_json_only_and_ready_details(server):
+    """Issue 14, defect 7: the key is required once configured, text/plain gets 415 (a
+    cross-origin page could send it without a preflight), /info/ready details need the key."""
+    client, _, _ = server
+    base = str(client.base_url)
+    body = {"body": "My transfer is pending"}
+    with httpx.Client(base_url=base, timeout=30) as anon:
+        r = anon.post("/classify", json=body)
+        assert r.status_code == 401 and "API key required" in r.json()["error"]
+        assert anon.post("/classify_batch", json={"tickets": [body]},
+                         headers={"authorization": "Bearer not-the-key-not-the-key"}).status_code == 401
+        public = anon.get("/info/ready").json()
+        assert public["model_version"] and public["llm"] == {"enabled": True}
+        text = json.dumps(public)
+        assert "bundle" not in public and "base_url" not in text and "127.0.0.1" not in text
+    r = client.post("/classify", content=json.dumps(body), headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]
+    detailed = client.get("/info/ready").json()
+    assert detailed["bundle"] and detailed["llm"]["base_url"]
+    healthy(server)
 
 
 def test_metrics_expose_custom_counters(server):

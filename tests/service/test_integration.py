@@ -520,3 +520,23 @@ def test_served_review_page_webhooks_and_queue(served):
     assert 'triage_review_enqueue_total{outcome="review"}' in metrics
     assert 'endpoint="webhooks"' in metrics
     assert served.proc.poll() is None and c.get("/readyz").status_code == 200
+
+
+def test_review_quota_refuses_a_caller_that_filled_its_share(deployed):
+    """Issue 14, defect 7: one caller filled the review queue with 3,011 items in 20 s. Now each
+    caller may create review.max_items_per_client_per_minute items; then 429 before any work
+    (so nothing it was answered for is dropped), other callers unaffected."""
+    from bentoml.exceptions import BentoMLException
+
+    deployed.configure(review={"max_items_per_client_per_minute": 3})
+    svc = make_service()
+    a = SimpleNamespace(request=SimpleNamespace(headers={"x-triage-client": "ip:10.0.0.1"}))
+    b = SimpleNamespace(request=SimpleNamespace(headers={"x-triage-client": "ip:10.0.0.2"}))
+    out = svc.classify_batch([ticket_in(**{**REVIEW_TICKET, "id": f"Q-{i}"}) for i in range(3)], ctx=a)
+    assert [d.band for d in out.decisions] == ["review"] * 3
+    assert len(queued(deployed.db)) == 3
+    with pytest.raises(BentoMLException, match="quota.*retry after") as exc:
+        svc.classify(ticket_in(**{**REVIEW_TICKET, "id": "Q-9"}), ctx=a)
+    assert exc.value.error_code == 429
+    assert svc.classify(ticket_in(**{**REVIEW_TICKET, "id": "Q-10"}), ctx=b).band == "review"
+    assert set(queued(deployed.db)) == {"Q-0", "Q-1", "Q-2", "Q-10"}

@@ -5,7 +5,10 @@ where it is mounted (the BentoML service mounts it at ``/review``; ``serve_revie
 at ``/review`` too). Links are built from the ASGI ``root_path``, so any mount point works.
 
 Security: reviewers sign in with a personal token, checked against a stored hash with
-``hmac.compare_digest``; the session cookie is signed, ``HttpOnly`` and ``SameSite=Strict``;
+``hmac.compare_digest``; failed sign-ins are throttled per client address and per reviewer name
+(:class:`SignInThrottle`: 429 with ``Retry-After``); sessions are server-side (:class:`Sessions`:
+the signed, ``HttpOnly``, ``SameSite=Strict`` cookie only carries a random session id, which
+logout revokes, so a copied cookie is worthless after logout or expiry);
 every POST carries a per-session CSRF token (and a cross-origin ``Origin`` is refused);
 responses carry a CSP without inline script (``script-src 'self'``), ``nosniff``,
 ``frame-ancestors 'none'``. Ticket text is attacker-controlled and is always escaped.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
+from ticket_triage.review.sessions import Sessions, SignInThrottle
 from ticket_triage.review.store import ReviewError, ReviewStore
 from ticket_triage.schema import URGENCIES
 
@@ -124,7 +128,8 @@ def _base(request: "Request") -> str:
 def create_app(store: ReviewStore, taxonomy: "Taxonomy | list[str]",
                reviewers: Mapping[str, str], *, secret_key: str | None = None,
                cookie_secure: bool = False, session_max_age_s: int = 12 * 3600,
-               title: str = "Ticket review") -> "Starlette":
+               title: str = "Ticket review", max_sign_in_failures: int = 5,
+               sign_in_window_s: float = 900.0) -> "Starlette":
     """The review app. ``reviewers`` maps name -> token hash (see :func:`hash_token`).
 
     ``taxonomy`` is a :class:`~ticket_triage.taxonomy.Taxonomy` (or a plain list of topic
@@ -144,6 +149,8 @@ def create_app(store: ReviewStore, taxonomy: "Taxonomy | list[str]",
                          "set TRIAGE_REVIEWERS=name=hash; hashes come from hash_token(token)")
     reviewers = load_reviewers(reviewers, env_var=None)  # validates hash formats
     dummy_hash = hash_token(secrets.token_hex(16))  # for unknown names (constant-time-ish)
+    sessions = Sessions(session_max_age_s)
+    throttle = SignInThrottle(max_sign_in_failures, sign_in_window_s)
     topics = list(taxonomy.topic_ids) if hasattr(taxonomy, "topic_ids") else list(taxonomy)
     descriptions = ({t.id: t.description for t in taxonomy.topics}
                     if hasattr(taxonomy, "topics") else {})
@@ -187,8 +194,8 @@ def create_app(store: ReviewStore, taxonomy: "Taxonomy | list[str]",
         return RedirectResponse(_base(request) + path, status_code=303)
 
     def _reviewer(request: "Request") -> str | None:
-        name = request.session.get("reviewer")
-        return name if name in reviewers else None
+        name = sessions.reviewer(request.session.get("sid"))
+        return name if name in reviewers and name == request.session.get("reviewer") else None
 
     async def queue(request: "Request") -> "Response":
         who = _reviewer(request)
@@ -217,13 +224,24 @@ def create_app(store: ReviewStore, taxonomy: "Taxonomy | list[str]",
         form = await _checked_form(request)
         name = str(form.get("reviewer", "")).strip()
         token = str(form.get("token", ""))
+        keys = ("ip:" + (request.client.host if request.client else "?"), "name:" + name[:100])
+        wait = throttle.retry_after(*keys)
+        if wait > 0:
+            resp = render(request, "login.html", status=429,
+                          error=f"Too many failed sign-ins; try again in {int(wait) + 1} s.")
+            resp.headers["retry-after"] = str(int(wait) + 1)
+            return resp
         stored = reviewers.get(name)
         # Verify against a dummy hash for unknown names so timing does not reveal them.
         ok = verify_token(token, stored or dummy_hash) and stored is not None
         if not ok:
+            throttle.failed(*keys)
             return render(request, "login.html", status=401,
                           error="Unknown reviewer or wrong token.")
+        throttle.succeeded(keys[1])
+        sessions.close(request.session.get("sid"))
         request.session.clear()
+        request.session["sid"] = sessions.open(name)
         request.session["reviewer"] = name
         request.session["csrf"] = secrets.token_urlsafe(32)  # rotate on sign-in
         return _redirect(request)
@@ -234,6 +252,7 @@ def create_app(store: ReviewStore, taxonomy: "Taxonomy | list[str]",
         cur = store.current(who) if who else None
         if cur is not None:
             store.release(cur.id, who)
+        sessions.close(request.session.get("sid"))  # the cookie is worthless from now on
         request.session.clear()
         return _redirect(request, "/login")
 
@@ -298,6 +317,7 @@ def create_app(store: ReviewStore, taxonomy: "Taxonomy | list[str]",
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={_Forbidden: forbidden})
     app.state.store = store
+    app.state.sessions, app.state.throttle = sessions, throttle
     return app
 
 
@@ -398,5 +418,5 @@ def serve_review(host: str = "127.0.0.1", port: int = 8080,
     uvicorn.run(mounted(app), host=host, port=port, log_level="info")
 
 
-__all__ = ["create_app", "serve_review", "app_from_config", "mounted", "hash_token",
+__all__ = ["Sessions", "SignInThrottle", "create_app", "serve_review", "app_from_config", "mounted", "hash_token",
            "verify_token", "load_reviewers"]

@@ -253,7 +253,12 @@ def reset() -> None:
 def _taxonomy_path(cfg: Mapping[str, Any]) -> str:
     """``review.taxonomy_path``, else the taxonomy of the bundle the running service serves."""
     if cfg.get("taxonomy_path"):
-        return str(cfg["taxonomy_path"])
+        path = Path(str(cfg["taxonomy_path"]))
+        if not path.is_absolute():  # relative to the project root, whatever the cwd (make serve: serving/)
+            from ticket_triage.config import find_root
+
+            path = find_root() / path
+        return str(path)
     svc = _current_service()
     bundle = getattr(svc, "bundle", None) if svc is not None else None
     if bundle is not None and (Path(bundle) / "taxonomy.yaml").is_file():
