@@ -165,7 +165,8 @@ def _zendesk(obj: dict) -> dict:
         "created_at": obj.get("created_at"),
         "subject": obj.get("subject") or obj.get("raw_subject"),
         "body": obj.get("description"),
-        "tags": zendesk_tags(obj.get("tags")),
+        # split only: the builder reads the tags (and rejects a nameless tag object, invalid_field)
+        "tags": obj["tags"].split() if isinstance(obj.get("tags"), str) else obj.get("tags"),
         "urgency": obj.get("priority"),
         "channel": via.get("channel") if isinstance(via, dict) else via,
         "requester": obj.get("requester_id"),
