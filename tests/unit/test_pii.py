@@ -23,38 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the fake
 
 from fakes.openai_server import FakeOpenAI  # noqa: E402
 
+from fixtures.pii.corpus import CORPUS, leaked, load_corpus  # noqa: E402
+
 from ticket_triage.text.clean import clean_text  # noqa: E402
 from ticket_triage.text.pii import redact_pii  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT / "tests" / "fixtures" / "pii" / "corpus.tsv"
 DATASETS = ROOT.parent / "shared" / "datasets"
 NEW_KINDS = re.compile(r"\[(?:SECRET|DOB|SSN|ID_NUMBER|IBAN|CARD)\]")
-
-
-def load_corpus() -> list[tuple[str, str, str, str]]:
-    items = []
-    for line in CORPUS.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        kind, lang, value, text = line.split("\t")
-        items.append((kind, lang, value, text.replace("\\n", "\n")))
-    return items
-
-
-def leaked(kind: str, value: str, out: str) -> bool:
-    """The value, or any 4+ character piece of it that identifies (digits; or any piece of an
-    e-mail, secret, name or id), is still in ``out``."""
-    if value in out:
-        return True
-    if kind == "email":  # the local part and the domain, each whole ("jane.doe", "web.de")
-        return any(len(p) >= 4 and re.search(r"(?<![\w.])" + re.escape(p) + r"(?![\w-]|\.\w)", out)
-                   for p in re.split(r"[^\w.+-]+", value) if p.lower() not in ("dot", "punkt"))
-    for part in re.split(r"[^\w]+", value):
-        if len(part) >= 4 and (any(c.isdigit() for c in part) or kind in ("email", "secret", "name", "idcard")):
-            if re.search(r"(?<!\w)" + re.escape(part) + r"(?!\w)", out):
-                return True
-    return False
 
 
 CORPUS_ITEMS = load_corpus()
