@@ -172,3 +172,22 @@ def test_post_without_csrf_token_is_refused(served, browser):
         return r.status; }""", base)
     assert status == 403
     ctx.close()
+
+
+def test_a_cookie_copied_before_sign_out_is_worthless_after(served, browser):
+    """Issue 14, defect 6: the session cookie stayed valid for 12 h after logout."""
+    base, _, _ = served
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    sign_in(page, base, "bob", "bob-token")
+    stolen = ctx.cookies()
+    assert any(c["name"] == "triage_review" for c in stolen)
+    page.click("#logout")
+    page.wait_for_url("**/review/login")
+    thief = browser.new_context()
+    thief.add_cookies(stolen)
+    p2 = thief.new_page()
+    p2.goto(f"{base}/review/")
+    assert p2.url.endswith("/review/login")  # the replayed cookie no longer signs anyone in
+    thief.close()
+    ctx.close()
