@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the fake
 
 from fakes.openai_server import FakeOpenAI  # noqa: E402
 
-from fixtures.pii.corpus import CORPUS, leaked, load_corpus  # noqa: E402
+from fixtures.pii.corpus import leaked, load_corpus  # noqa: E402
 
 from ticket_triage.text.clean import clean_text  # noqa: E402
 from ticket_triage.text.pii import redact_pii  # noqa: E402
