@@ -61,6 +61,12 @@ test-fast: install  ## unit tests only (no slow, no browser)
 serve: install  ## serve the champion on 127.0.0.1:3000 (BentoML)
 	cd serving && ../$(BIN)/bentoml serve service:TicketTriage --host 127.0.0.1 --port 3000
 
+serve-bento: install  ## serve the built Bento; its review queue + outbox stay in this project's var/
+	TRIAGE_HOME=$(CURDIR) $(BIN)/bentoml serve ticket-triage:latest --host 127.0.0.1 --port 3000
+
+helpdesk: install  ## the helpdesk worker: poll, classify, draft, read corrections (Ctrl-C stops)
+	$(BIN)/triage helpdesk run
+
 bento: install  ## build the Bento with the champion inside
 	$(BIN)/dvc repro package
 

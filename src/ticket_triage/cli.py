@@ -7,6 +7,7 @@
     triage score IN --out OUT [--engine E]   a file/folder of tickets -> Parquet decisions
     triage review                            the review page, standalone
     triage feedback export | report          corrections -> data/feedback/, audit precision
+    triage helpdesk sync --once | run | trust   drafts into Zendesk / Intercom / Front, per-label trust
     triage eval run [--engine spark --data]  continuous evaluation of the champion
     triage demo-summary                      what `make demo` produced and where to look
 """
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -324,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--db", default=None, help="SQLAlchemy URL of the review store (default: review.db_url)")
     f.add_argument("--out", default=None, help="default: review.feedback_dir (data/feedback)")
     f.set_defaults(func=_cmd_feedback)
+
+    from ticket_triage.helpdesk.commands import add_parser as add_helpdesk_parser
+
+    add_helpdesk_parser(sub)
 
     e = sub.add_parser("eval", help="continuous evaluation")
     esub = e.add_subparsers(dest="action", required=True)

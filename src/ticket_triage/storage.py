@@ -24,6 +24,7 @@ database's unique constraints instead of check-then-insert.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,27 +296,53 @@ def make_engine(db_url: str, *, busy_timeout_ms: int = 5000) -> Engine:
     return engine
 
 
-def anchored_sqlite_url(url: str, root: str | Path | None = None) -> str:
+ENV_HOME = "TRIAGE_HOME"
+
+
+def data_home(env: Mapping[str, str] | None = None) -> Path:
+    """Where a served Bento keeps its review queue and outbox when no project root is given:
+    ``$XDG_DATA_HOME/ticket-triage`` (default ``~/.local/share/ticket-triage``). Never inside
+    the Bento store, which a rebuild or ``bentoml delete`` removes."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ticket-triage"
+
+
+def _inside_bento(root: Path) -> bool:
+    """A built Bento: ``<bento>/bento.yaml`` with the project copied under ``<bento>/src``."""
+    return (root / "bento.yaml").is_file() or (root.parent / "bento.yaml").is_file()
+
+
+def anchored_sqlite_url(url: str, root: str | Path | None = None,
+                        env: Mapping[str, str] | None = None) -> str:
     """``sqlite:///var/review.sqlite`` (a relative path) made absolute under the project root.
 
-    The service runs from ``serving/`` (``make serve``) and the review page and the feedback
-    stage from the root; relative to the working directory they would open two different
-    queues. ``root``: the project root (default: the folder with ``conf/config.yaml`` above the
-    working directory; where there is none, e.g. inside a Bento, the URL is left as it is).
-    Absolute paths, ``:memory:`` and other databases are returned unchanged."""
+    The service runs from ``serving/`` (``make serve``) and the review page, the helpdesk
+    worker and the feedback stage from the root; relative to the working directory they would
+    open different queues. The root is, in order: ``root``; ``$TRIAGE_HOME``; the folder with
+    ``conf/config.yaml`` above the working directory -- unless that is a Bento's copy of the
+    project (a served Bento) or there is none: then :func:`data_home`. So a served Bento never
+    writes inside the Bento store; run it with ``TRIAGE_HOME=<project root>`` (``make
+    serve-bento`` does) and its corrections land in the project's queue, where ``triage
+    feedback export`` reads them. Absolute paths, ``:memory:`` and other databases are returned
+    unchanged."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url.startswith(prefix + "/"):
         return url
     path, sep, query = url[len(prefix):].partition("?")
     if not path or path == ":memory:" or path.startswith("file:"):
         return url
+    env = os.environ if env is None else env
+    if root is None and env.get(ENV_HOME):
+        root = Path(env[ENV_HOME]).expanduser()
     if root is None:
         from ticket_triage.config import ConfigError, find_root
 
         try:
-            root = find_root()
+            found = find_root()
+            root = data_home(env) if _inside_bento(found) else found
         except ConfigError:
-            return url
+            root = data_home(env)
     return prefix + str((Path(root) / path).resolve()) + sep + query
 
 

@@ -69,6 +69,7 @@ class FakeServer:
         self._stall: tuple[str, str, int] | None = None  # (method, path part, nth)
         self._stall_seen = 0
         self.release = threading.Event()
+        self.stalled = threading.Event()
 
     # ---- scripting -----------------------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -83,10 +84,13 @@ class FakeServer:
         """Answer 429 + Retry-After once more than ``n`` requests came within ``per_s``."""
         self._rate = (n, per_s)
 
-    def stall_after(self, method: str, path_contains: str, nth: int = 1) -> None:
-        """Apply the ``nth`` matching request, then hold its answer until ``release`` is set."""
-        self._stall = (method, path_contains, nth)
+    def stall_after(self, method: str, path_regex: str, nth: int = 1) -> None:
+        """Apply the ``nth`` request whose path matches ``path_regex`` (``re.search``), then
+        hold its answer until ``release`` is set (``stalled`` is set when it happens)."""
+        self._stall = (method, path_regex, nth)
         self._stall_seen = 0
+        self.stalled.clear()
+        self.release.clear()
 
     def drop_next(self, *, times: int = 1, path_contains: str | None = None) -> None:
         """Close the connection without an answer (a network failure)."""
@@ -147,7 +151,7 @@ class FakeServer:
                             server._window.append(now)
                     stall = False
                     if server._stall and self.command == server._stall[0] \
-                            and server._stall[1] in u.path:
+                            and re.search(server._stall[1], u.path):
                         server._stall_seen += 1
                         stall = server._stall_seen == server._stall[2]
                     fail = None
@@ -174,6 +178,7 @@ class FakeServer:
                         if m and method == self.command:
                             status, payload = handler(rec, m)
                             if stall:  # applied; the client never hears back
+                                server.stalled.set()
                                 server.release.wait(30)
                                 self.close_connection = True
                                 return
@@ -224,6 +229,9 @@ class FakeZendesk(FakeServer):
         self.tickets: dict[str, dict[str, Any]] = {}
         self.comments: dict[str, list[dict[str, Any]]] = {}
         self.page_size = page_size
+        # Every change appends the ticket id here; the incremental export's cursor is a
+        # position in this log (Zendesk's cursor is opaque; clients only pass it back).
+        self.changes: list[str] = []
         self.route("PUT", r"/api/v2/tickets/(\d+)/tags\.json", self._add_tags)
         self.route("PUT", r"/api/v2/tickets/(\d+)\.json", self._update)
         self.route("GET", r"/api/v2/tickets/(\d+)\.json", self._get)
@@ -237,7 +245,21 @@ class FakeZendesk(FakeServer):
              "status": "new", "group_id": None, "assignee_id": None, **extra}
         with self._lock:
             self.tickets[str(tid)] = t
+            self.changes.append(str(tid))
         return t
+
+    def touch(self, tid: str | int) -> None:
+        """Record a change to a ticket (its updated_at moves; the export will list it again).
+        Tests call it after editing ``tickets[...]`` as an agent would."""
+        with self._lock:
+            self._touch(str(tid))
+
+    def _touch(self, tid: str) -> None:
+        t = self.tickets[tid]
+        prev = t.get("updated_at") or ""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        t["updated_at"] = now if now > prev else prev[:-1] + "." + str(len(self.changes)) + "Z"
+        self.changes.append(tid)
 
     def tags_of(self, tid: str | int) -> list[str]:
         return list(self.tickets.get(str(tid), {}).get("tags", []))
@@ -258,6 +280,7 @@ class FakeZendesk(FakeServer):
             for tag in (rec.json or {}).get("tags", []):
                 if tag not in t["tags"]:
                     t["tags"].append(tag)
+            self._touch(m.group(1))
             return 200, {"tags": list(t["tags"])}
 
     def _closed(self, tid: str) -> bool:
@@ -293,6 +316,7 @@ class FakeZendesk(FakeServer):
                     t[k] = body[k]
             if "tags" in body:  # a full replace (the adapter must never send this)
                 t["tags"] = list(body["tags"])
+            self._touch(m.group(1))
             return 200, {"ticket": dict(t)}
 
     def _get(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
@@ -301,17 +325,18 @@ class FakeZendesk(FakeServer):
 
     def _incremental(self, rec: Recorded, m: re.Match[str]) -> tuple[int, Any]:
         with self._lock:
-            items = sorted(self.tickets.values(), key=lambda t: (t["updated_at"], t["id"]))
-        if "cursor" in rec.query:
-            start = int(rec.query["cursor"][0])
-        else:
-            start = 0
-        page = items[start:start + self.page_size]
-        end = start + len(page)
+            start = int(rec.query["cursor"][0]) if "cursor" in rec.query else 0
+            entries = self.changes[start:start + self.page_size]
+            seen: dict[str, None] = {}
+            for tid in entries:
+                seen[tid] = None
+            page = [json.loads(json.dumps(self.tickets[tid])) for tid in seen]
+            end = start + len(entries)
+            done = end >= len(self.changes)
         base = f"{self.url}/api/v2/incremental/tickets/cursor.json"
         return 200, {"tickets": page, "after_cursor": str(end), "before_cursor": str(start),
                      "after_url": f"{base}?cursor={end}", "before_url": f"{base}?cursor={start}",
-                     "end_of_stream": end >= len(items)}
+                     "end_of_stream": done}
 
     def set_field(self, tid: str | int, field_id: int, value: str | None) -> None:
         """An agent changes a custom field (and the ticket's updated_at moves)."""
@@ -320,7 +345,7 @@ class FakeZendesk(FakeServer):
             fields = {f["id"]: f for f in t.setdefault("custom_fields", [])}
             fields[field_id] = {"id": field_id, "value": value}
             t["custom_fields"] = list(fields.values())
-            t["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+            self._touch(str(tid))
 
     def field_of(self, tid: str | int, field_id: int) -> Any:
         for f in self.tickets.get(str(tid), {}).get("custom_fields", []):

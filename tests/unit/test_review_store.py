@@ -315,8 +315,10 @@ def test_relative_sqlite_paths_are_anchored_to_the_project_root(tmp_path, monkey
     (root / "var").mkdir()
     store = ReviewStore.from_config({"db_url": "sqlite:///var/review.sqlite"})
     assert store.db_url == want and (root / "var" / "review.sqlite").is_file()
-    monkeypatch.chdir(tmp_path)  # no project above: left relative to the working directory
-    assert anchored_sqlite_url("sqlite:///var/review.sqlite") == "sqlite:///var/review.sqlite"
+    monkeypatch.chdir(tmp_path)  # no project above: the data home, not the working directory
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert anchored_sqlite_url("sqlite:///var/review.sqlite") == \
+        f"sqlite:///{(tmp_path / 'data' / 'ticket-triage' / 'var' / 'review.sqlite').resolve()}"
 
 
 WORKER = r"""

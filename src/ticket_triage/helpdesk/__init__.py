@@ -77,6 +77,27 @@ def build_adapter(cfg: Mapping[str, Any] | HelpdeskConfig, *, classify: Classify
     return classes[c.provider](c, classify=classify, store=store, taxonomy=taxonomy, **kwargs)
 
 
-__all__ = ["build_adapter", "helpdesk_configs", "HelpdeskAdapter", "HelpdeskConfig", "Incoming", "HandleReport",
+def adapters_from_params(params: Mapping[str, Any], *, classify: Classify,
+                         store: "ReviewStore", taxonomy: "Taxonomy | None" = None
+                         ) -> list[HelpdeskAdapter]:
+    """One adapter per configured helpdesk in ``params["helpdesk"]``, on ``store``."""
+    return [build_adapter(c, classify=classify, store=store, taxonomy=taxonomy)
+            for c in helpdesk_configs(params.get("helpdesk") or {})]
+
+
+class LazyTriage:
+    """A ``classify`` callable that loads the model bundle on first use (``Triage.decide``)."""
+
+    def __init__(self, load: Any):
+        self._load = load
+        self._triage: Any = None
+
+    def __call__(self, tickets: list[Any]) -> list[Any]:
+        if self._triage is None:
+            self._triage = self._load()
+        return self._triage.decide(tickets)
+
+
+__all__ = ["build_adapter", "helpdesk_configs", "adapters_from_params", "LazyTriage", "HelpdeskAdapter", "HelpdeskConfig", "Incoming", "HandleReport",
            "SignatureError", "Outbox", "OutboxWorker", "DrainReport", "RetryableError",
            "PermanentError", "Classify"]
