@@ -171,7 +171,7 @@ class FrontAdapter(HelpdeskAdapter):
             subject, text = "", ""
             target = ev.get("target") or {}
             data = target.get("data") if isinstance(target, dict) else None
-            if etype == "inbound" and isinstance(data, dict):
+            if etype in ("inbound", "inbound_received") and isinstance(data, dict):
                 subject = _s(data.get("subject"), "subject")
                 text = _s(data.get("text"), "text") or _plain(_s(data.get("body"), "body"))
             out.append(self.incoming(ev["conversation"], subject=subject, body=text,
