@@ -79,9 +79,12 @@ def setup(args: argparse.Namespace, *, need_model: bool = True) -> tuple[Any, An
     def load() -> Any:
         from ticket_triage.decision.triage import Triage
 
-        from ticket_triage.cli import _resolve_bundle
+        from pathlib import Path
 
-        return Triage.load(_resolve_bundle(getattr(args, "bundle", None), "champion"))
+        from ticket_triage.bundles import resolve_bundle
+
+        return Triage.load(resolve_bundle(getattr(args, "bundle", None), alias="champion",
+                                          local_winner=Path("artifacts/train/winner"))[0])
 
     adapters = adapters_from_params(params, classify=LazyTriage(load), store=store,
                                     taxonomy=taxonomy)

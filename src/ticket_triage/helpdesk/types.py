@@ -82,9 +82,9 @@ class HelpdeskConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "HelpdeskConfig":
         known = set(cls.__dataclass_fields__)
         groups = ("outbox", "poll", "webhook", "trust", "worker")
-        unknown = sorted(set(d) - known - set(groups))
-        if unknown:
-            raise ValueError(f"helpdesk config: unknown keys {unknown}; known: {sorted(known)}")
+        from ticket_triage.config import reject_unknown
+
+        reject_unknown(set(d) - set(groups), known, "helpdesk config")
         kw = {k: v for k, v in d.items() if k in known}
         for sub in groups:  # flatten nested groups
             for k, v in (d.get(sub) or {}).items():
