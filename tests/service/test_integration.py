@@ -432,6 +432,43 @@ def test_webhook_round_trip_through_the_service_triage(deployed, fake_zendesk, m
             f"the outbox worker did not deliver {tag}: {fake_zendesk.tags_of('501')}"
 
 
+def test_webhooks_for_every_configured_helpdesk(deployed, monkeypatch):
+    """Zendesk (the section's provider) plus Intercom and Front under `additional:`: each is
+    served at /webhooks/<provider> with its own secret; one without its secret answers 503
+    saying which variable to set, the others work."""
+    import bentoml
+
+    sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+    import front_server
+    import intercom_server
+
+    svc = make_service()
+    monkeypatch.setattr(bentoml, "get_current_service", lambda: svc)
+    deployed.configure(helpdesk={"webhooks_enabled": True, "base_url": "http://127.0.0.1:9",
+                                 "additional": [
+                                     {"provider": "intercom", "base_url": "http://127.0.0.1:9"},
+                                     {"provider": "front", "base_url": "http://127.0.0.1:9"}]})
+    monkeypatch.setenv("ZENDESK_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("FRONT_APP_SECRET", "front-secret")
+    monkeypatch.delenv("INTERCOM_CLIENT_SECRET", raising=False)
+    app = deploy.webhooks_app(deploy.service_classify, start_worker=False)
+    with TestClient(Starlette(routes=[Mount("/webhooks", app=app)])) as c:
+        body, headers = front_server.challenge("front-secret", "hello-front")
+        r = c.post("/webhooks/front", content=body, headers=headers)
+        assert r.status_code == 200 and r.text == "hello-front"
+        conv = {"id": "cnv_9z", "subject": "Transfer", "status": "unassigned", "tags": [],
+                "_links": {"related": {"last_message": "m1"}}}
+        body, headers = front_server.webhook("front-secret", conv, message={
+            "id": "msg_1", "is_inbound": True, "text": ENGLISH["body"]})
+        r = c.post("/webhooks/front", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["drafted"] == 1, r.text
+        body, headers = intercom_server.webhook("x", intercom_server.conversation("42", "hi"))
+        r = c.post("/webhooks/intercom", content=body, headers=headers)
+        assert r.status_code == 503 and "INTERCOM_CLIENT_SECRET" in r.json()["error"]
+        body, headers = _signed(_event("601", "ev-z"))
+        assert c.post("/webhooks/zendesk", content=body, headers=headers).status_code == 200
+
+
 # ---- the real server -------------------------------------------------------------------
 
 START_TIMEOUT_S = 240

@@ -247,3 +247,50 @@ def test_trust_switches_a_label_to_auto_route_and_back(store, taxonomy):
         assert current_modes(store, "zendesk")["card_management"]["mode"] == "draft"
         zd.add_ticket(1100, "Card", "my card", updated_at="2026-01-08T10:00:00Z")
         assert a.sync().routed == 0
+
+
+def test_intercom_429_waits_for_x_ratelimit_reset(store, taxonomy, monkeypatch):
+    """Intercom answers 429 with X-RateLimit-Reset (epoch seconds), not Retry-After."""
+    from ticket_triage.helpdesk.outbox import RetryableError
+
+    monkeypatch.setenv("IC_TOKEN", "ic-token")
+    with FakeIntercom() as ic:
+        ic.add_conversation(7300, "my card has not arrived")
+        a = build_adapter({"provider": "intercom", "base_url": ic.url, "admin_id": "991",
+                           "api_token_env": "IC_TOKEN", "audit_share": 0},
+                          classify=FakeClassifier(), store=store, clean=lambda s, b: b)
+        ic.fail_next(429, headers={"X-RateLimit-Reset": str(int(time.time()) + 3)})
+        with pytest.raises(RetryableError) as exc:
+            a.sync()
+        assert exc.value.status == 429 and 1 <= exc.value.retry_after <= 3.5
+        assert a.get_state("since") is None  # nothing handled, the cursor did not move
+
+
+def test_front_rate_limit_and_company_tag_clash(store, taxonomy, monkeypatch):
+    """Front's 429 + Retry-After pauses the writes; a tag created by someone else between our
+    lookup and our create (409) is looked up again, never retried 20 times."""
+    monkeypatch.setenv("FR_TOKEN", "front-token")
+    with FakeFront() as fr:
+        for i in range(3):
+            fr.add_conversation(f"cnv_b{i}", [(True, "my card has not arrived")])
+        a = build_adapter({"provider": "front", "base_url": fr.url, "api_token_env": "FR_TOKEN",
+                           "audit_share": 0}, classify=FakeClassifier(), store=store,
+                          taxonomy=taxonomy, clean=lambda s, b: b)
+        a.set_state({"since": str(int(time.time()) - 100)})
+        real_find = a._find_tag
+        raced = {"n": 0}
+
+        def find_then_race(name):
+            got = real_find(name)
+            if got is None and name == "triage_band_draft" and not raced["n"]:
+                raced["n"] += 1
+                fr.add_tag(name)  # another client creates it right now
+            return got
+
+        a._find_tag = find_then_race
+        fr.rate_limit(6, per_s=1.0)
+        (p,) = HelpdeskWorker([a], max_wait_s=5).run_pass(wait=True)
+        assert p.handled.drafted == 3 and p.drained.dead == 0 and fr.rate_limited > 0
+        assert a.outbox.counts() == {"sent": 6}
+        assert raced["n"] == 1 and [t["name"] for t in fr.tags].count("triage_band_draft") == 1
+        assert any(c.path == "/company/tags" and c.method == "POST" for c in fr.requests)
