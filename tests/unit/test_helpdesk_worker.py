@@ -294,3 +294,14 @@ def test_front_rate_limit_and_company_tag_clash(store, taxonomy, monkeypatch):
         assert a.outbox.counts() == {"sent": 6}
         assert raced["n"] == 1 and [t["name"] for t in fr.tags].count("triage_band_draft") == 1
         assert any(c.path == "/company/tags" and c.method == "POST" for c in fr.requests)
+
+
+def test_sync_without_credentials_exits_2_saying_what_to_set(monkeypatch, capsys):
+    from ticket_triage.cli import main
+
+    for var in ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "TRIAGE_PARAMS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(ROOT)
+    assert main(["helpdesk", "sync", "--once", "--db", "sqlite:///:memory:"]) == 2
+    err = capsys.readouterr().err
+    assert "set the env var ZENDESK_API_TOKEN" in err and "still the example" in err

@@ -101,6 +101,26 @@ class HelpdeskAdapter(ABC):
         self.on_progress: Callable[[str], None] | None = None
         self.auto_labels_override: set[str] | None = None  # set by the trust table
 
+    def config_problems(self) -> list[str]:
+        """What keeps this adapter from talking to its helpdesk (what to set, not secrets)."""
+        import os
+        from urllib.parse import urlsplit
+
+        out = []
+        u = urlsplit(self.cfg.base_url or "")
+        if u.scheme not in ("http", "https") or not u.netloc:
+            out.append(f"helpdesk.base_url {self.cfg.base_url!r} is not an http(s) URL")
+        elif u.netloc.startswith("example.") or ".example." in u.netloc:
+            out.append(f"helpdesk.base_url is still the example ({self.cfg.base_url}); set your "
+                       f"{self.name} URL in conf/helpdesk/{self.name}.yaml and run "
+                       "`triage config compose`")
+        for var in (self.cfg.email_env, self.cfg.api_token_env):
+            if var and not os.environ.get(var):
+                out.append(f"set the env var {var}")
+        if self.name == "intercom" and not self.cfg.admin_id:
+            out.append("set helpdesk.admin_id (the admin that writes notes and tags)")
+        return out
+
     def progress(self, message: str) -> None:
         if self.on_progress is not None:
             self.on_progress(message)

@@ -106,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.action == "trust":
         return trust(args, adapters)
+    problems = [f"{a.name}: {p}" for a in adapters for p in a.config_problems()]
+    if problems:
+        print("error: the helpdesk is not configured:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
+        return 2
     from ticket_triage.helpdesk.worker import HelpdeskWorker, format_summary, setup_json_logging
 
     hd = adapters[0].cfg
