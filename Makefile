@@ -53,7 +53,7 @@ demo: install  ## run the whole pipeline on the bundled BANKING77 demo data
 	$(BIN)/triage demo-summary
 
 test: install system-deps  ## run the test suite
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 test-fast: install  ## unit tests only (no slow, no browser)
 	$(BIN)/python -m pytest -q -m "not slow and not browser" tests/unit

@@ -1,11 +1,11 @@
-"""DVC stage `evaluate`: see ticket_triage.evaluation.run_evaluate."""
+"""DVC stage `evaluate`: see ticket_triage.stages.run_evaluate."""
 
 import json
 import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.evaluation import run_evaluate
+from ticket_triage.stages import run_evaluate
 
 
 def main() -> int:

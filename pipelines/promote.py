@@ -1,11 +1,11 @@
-"""DVC stage `promote`: see ticket_triage.evaluation.run_promote."""
+"""DVC stage `promote`: see ticket_triage.stages.run_promote."""
 
 import json
 import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.evaluation import run_promote
+from ticket_triage.stages import run_promote
 
 
 def main() -> int:

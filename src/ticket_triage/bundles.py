@@ -134,3 +134,14 @@ def resolve_bundle(given: str | Path | None = None, *, env: Mapping[str, str] | 
         f"bundle dir, run `dvc repro` (train, evaluate, promote) so the registry has a {alias}"
         + (f", or run the package stage (`dvc repro package`) to import {BENTO_MODEL_TAG}"
            if bento_model_path is not None else ""))
+
+
+def copy_bundle(src: str | Path, dst: str | Path) -> Path:
+    """Copy the bundle at ``src`` to ``dst`` (replacing what was there); returns ``dst``."""
+    import shutil
+
+    dst = Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return dst

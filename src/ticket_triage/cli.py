@@ -249,7 +249,7 @@ def _eval_dataset(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def _cmd_demo_summary(args: argparse.Namespace) -> int:
-    from ticket_triage.demo import summary
+    from ticket_triage.stages import demo_summary as summary
 
     print(summary())
     return 0

@@ -1,7 +1,10 @@
-"""Data-stage runners: what `pipelines/{ingest,clean,split}.py` (the DVC stages) call.
+"""The stage entry points: what `pipelines/*.py` (the DVC stages) call, and the demo summary.
 
 Each takes the composed params (``ticket_triage.config.load_params()``), reads its declared
-inputs, writes its declared outputs and a metrics JSON, and returns the report.
+inputs, writes its declared outputs and a metrics JSON, and returns the report: ingest, clean,
+split (data), evaluate (the sweep winner on test and held-out, registered as ``challenger``)
+and promote (challenger vs champion). Training is ``ticket_triage.training``; continuous
+evaluation is ``ticket_triage.monitoring``. :func:`demo_summary` is what `make demo` prints.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ticket_triage.data import (
     split_tickets,
     write_jsonl,
 )
+from ticket_triage.evaluation import headline, score_split, write_plots
 from ticket_triage.taxonomy import parse_taxonomy
 
 log = logging.getLogger(__name__)
@@ -99,3 +103,211 @@ def run_split(params: Mapping[str, Any], metrics_path: str | Path = "eval/metric
     write_json(metrics_path, {f"split/{k}": v["size"] for k, v in report["splits"].items()}
                | {"split/heldout": report["heldout"]["size"]})
     return report
+
+
+# -- evaluate stage ----------------------------------------------------------------------------
+def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = None,
+                 out_dir: str | Path | None = None, metrics_path: str | Path = "eval/metrics.json",
+                 plots_dir: str | Path = "eval/plots", register: bool = True) -> dict[str, Any]:
+    """Evaluate the sweep winner once on the test split and on the frozen held-out set, log
+    it to MLflow and register it as ``ticket-triage`` with alias ``challenger``."""
+    from ticket_triage import tracking
+    from ticket_triage.decision.triage import Triage
+
+    paths = params["paths"]
+    bundle = Path(bundle_dir or Path(paths["train"]) / "winner")
+    out = Path(out_dir or paths["evaluate"])
+    out.mkdir(parents=True, exist_ok=True)
+    triage = Triage.load(bundle)
+    target = float(params.get("train", {}).get("target_precision", 0.99))
+    test_rows = list(iter_jsonl(Path(paths["split"]) / "test.jsonl"))
+    held_rows = list(iter_jsonl(paths["heldout"]))
+    metrics: dict[str, float] = {}
+    details = {}
+    for prefix, rows in (("test", test_rows), ("heldout", held_rows)):
+        if rows:
+            flat, det = score_split(triage, rows, prefix, target_precision=target)
+            metrics.update(flat)
+            details[prefix] = det
+            write_plots(det, triage.topics, plots_dir, prefix)
+    head_metrics = headline(metrics)
+    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics_path).write_text(json.dumps(head_metrics, indent=2, sort_keys=True) + "\n")
+    (out / "per_label.json").write_text(json.dumps({p: d["per_label"] for p, d in details.items()}, indent=2))
+    result: dict[str, Any] = {"metrics": head_metrics, "bundle": str(bundle)}
+    if register:
+        tracking.setup(params.get("tracking"))
+        sweep = json.loads((Path(paths["train"]) / "sweep.json").read_text()) if (Path(paths["train"]) / "sweep.json").is_file() else {}
+        data_name = str((params.get("data") or {}).get("name", "data"))
+        family = triage.policy.family
+        winner = sweep.get("winner") or triage.model_version
+        summary = (f"held-out accuracy {head_metrics.get('heldout/accuracy', float('nan')):.4f}, "
+                   f"test accuracy {head_metrics.get('test/accuracy', float('nan')):.4f}, test auto-routed "
+                   f"{head_metrics.get('test/coverage', float('nan')):.1%} at precision "
+                   f"{head_metrics.get('test/auto_precision', float('nan')):.4f}")
+        with tracking.run(tracking.run_name("evaluate", family),
+                          tags={"stage": "evaluate", "model_family": family, "winner": winner,
+                                "winner_run_id": sweep.get("winner_run_id", "")},
+                          description=(f"The sweep winner `{winner}` ({family}) scored once on the `{data_name}` "
+                                       f"test split ({len(test_rows):,} tickets) and the frozen held-out set "
+                                       f"({len(held_rows):,} tickets): {summary}. Its model is registered as "
+                                       "`ticket-triage` with alias `challenger`.")) as run:
+            if test_rows:
+                tracking.log_dataset(test_rows, Path(paths["split"]) / "test.jsonl", "test", name=f"{data_name}-test")
+            if held_rows:
+                tracking.log_dataset(held_rows, paths["heldout"], "heldout", name=f"{data_name}-heldout")
+            tracking.log_metrics(metrics)
+            tracking.log_artifacts(plots_dir, "plots")
+            tracking.log_artifacts(out / "per_label.json")
+            uri = tracking.log_bundle_model(bundle, [{"subject": "Card not arrived", "body": "I ordered a card two weeks ago and it has not arrived."}])
+        version = tracking.register(uri, "challenger", tags={
+            "heldout_accuracy": head_metrics.get("heldout/accuracy", float("nan")),
+            "heldout_macro_f1": head_metrics.get("heldout/macro_f1", float("nan")),
+            "test_accuracy": head_metrics.get("test/accuracy", float("nan")),
+            "family": family, "git_sha": tracking.git_sha(), "evaluate_run_id": run.info.run_id},
+            description=(f"`{winner}` ({family}, {triage.policy.label_level} "
+                         f"labels) from sweep run {sweep.get('parent_run_id', '?')}, trained on `{data_name}` at git "
+                         f"{tracking.git_sha(short=True)} (data md5 {tracking.data_hash()}); {summary}. "
+                         f"Evaluation run {run.info.run_id}."))
+        result["registered_version"] = version
+    (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+# -- promote stage -----------------------------------------------------------------------------
+def decide_promotion(challenger: Mapping[str, float], champion: Mapping[str, float] | None,
+                     metric: str, tolerance: float) -> tuple[bool, str]:
+    """Promote unless the challenger is worse than the champion by more than ``tolerance``."""
+    c = float(challenger.get(metric, float("nan")))
+    if c != c:
+        return False, f"challenger has no {metric}: keep the champion"
+    if champion is None:
+        return True, "no champion yet: the challenger becomes champion"
+    b = float(champion.get(metric, float("nan")))
+    if b != b:
+        return True, f"champion has no {metric}: promote"
+    if c + tolerance >= b:
+        return True, f"challenger {metric}={c:.4f} vs champion {b:.4f} (tolerance {tolerance}): promote"
+    return False, f"challenger {metric}={c:.4f} is worse than champion {b:.4f} by more than {tolerance}: keep champion"
+
+
+def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None) -> dict[str, Any]:
+    from ticket_triage import tracking
+
+    cfg = dict(params.get("promote") or {})
+    metric = cfg.get("metric", "heldout/accuracy")
+    tag = metric.replace("/", "_")
+    tracking.setup(params.get("tracking"))
+    chal = tracking.alias_version("challenger")
+    if chal is None:
+        raise LookupError("no challenger registered: run the evaluate stage first")
+    champ = tracking.alias_version("champion")
+    chal_tags = tracking.version_tags(chal)
+    champ_tags = tracking.version_tags(champ) if champ is not None else None
+    to_num = lambda t: {tag: float(t[tag])} if t and tag in t else {}  # noqa: E731
+    ok, why = decide_promotion({metric: to_num(chal_tags).get(tag, float("nan"))},
+                               {metric: to_num(champ_tags).get(tag, float("nan"))} if champ is not None else None,
+                               metric, float(cfg.get("tolerance", 0.01)))
+    chal_v = str(chal.version)
+    champ_v = str(champ.version) if champ is not None else None
+    if ok and champ_v != chal_v:
+        tracking.set_alias(chal_v, "champion")
+    result = {"promoted": ok, "reason": why, "challenger_version": chal_v,
+              "champion_version": chal_v if ok else champ_v, "previous_champion": champ_v}
+    _log_promotion(tracking, result, chal_tags, champ_tags, metric, float(cfg.get("tolerance", 0.01)))
+    out = Path(out_path or Path(params["paths"]["promote"]) / "decision.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    log.info("promote: %s", why)
+    return result
+
+
+COMPARED_TAGS = ("heldout_accuracy", "heldout_macro_f1", "test_accuracy")
+
+
+def _log_promotion(tracking: Any, result: Mapping[str, Any], chal_tags: Mapping[str, str],
+                   champ_tags: Mapping[str, str] | None, metric: str, tolerance: float) -> None:
+    """One MLflow run per promotion decision: challenger and champion side by side (metrics
+    ``challenger/*`` and ``champion/*``, a comparison table artifact), the decision as tags
+    and description; the challenger version gets the decision as its ``promotion`` tag."""
+    def num(tags: Mapping[str, str] | None, key: str) -> float:
+        try:
+            return float((tags or {})[key])
+        except (KeyError, TypeError, ValueError):
+            return float("nan")
+
+    chal_v, prev = result["challenger_version"], result["previous_champion"]
+    rows = [f"| {k} | {num(chal_tags, k):.4f} | " + (f"{num(champ_tags, k):.4f} |" if champ_tags is not None else "- |")
+            for k in COMPARED_TAGS]
+    table = "\n".join([f"| metric | challenger v{chal_v} | champion " + (f"v{prev}" if prev else "(none)") + " |",
+                        "|---|---:|---:|", *rows])
+    with tracking.run(tracking.run_name("promote", f"v{chal_v}-vs-" + (f"v{prev}" if prev else "none")),
+                      tags={"stage": "promote", "promoted": str(result["promoted"]).lower(),
+                            "challenger_version": chal_v, "champion_version": str(result["champion_version"]),
+                            "previous_champion": str(prev), "challenger_family": chal_tags.get("family", ""),
+                            "champion_family": (champ_tags or {}).get("family", "")},
+                      params={"metric": metric, "tolerance": tolerance},
+                      description=f"{result['reason']}.\n\n{table}"):
+        tracking.log_metrics({f"challenger/{k}": num(chal_tags, k) for k in COMPARED_TAGS}
+                             | ({f"champion/{k}": num(champ_tags, k) for k in COMPARED_TAGS} if champ_tags is not None else {}))
+        tracking.log_text(table + "\n", "comparison.md")
+    tracking.set_version_tag(chal_v, "promotion", result["reason"])
+
+
+# -- demo summary ------------------------------------------------------------------------------
+def _load_json(path: str | Path) -> dict:
+    p = Path(path)
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def demo_summary(root: str | Path = ".") -> str:
+    root = Path(root)
+    ing = _load_json(root / "artifacts/ingest/report.json")
+    cln = _load_json(root / "artifacts/clean/report.json")
+    spl = _load_json(root / "artifacts/split/report.json")
+    trn = _load_json(root / "artifacts/train/sweep.json")
+    ev = _load_json(root / "eval/metrics.json")
+    pro = _load_json(root / "artifacts/promote/decision.json")
+    mon = _load_json(root / "eval/continuous/result.json")
+    pkg = _load_json(root / "artifacts/package/bento.json")
+    lines = ["", "=== ticket-triage demo: done ==="]
+    if ing:
+        lines.append(f"ingest   {ing.get('rows_in')} rows -> {ing.get('tickets_out')} tickets, "
+                     f"{ing.get('rejected')} rejected (artifacts/ingest/rejected.jsonl)")
+    if cln:
+        lines.append(f"clean    {cln.get('kept')} kept, {cln.get('duplicates')} duplicates, "
+                     f"{cln.get('set_aside')} set aside, {cln.get('rejected')} rejected (artifacts/clean/)")
+    if spl:
+        s = spl.get("splits", {})
+        lines.append(f"split    {spl.get('strategy')}: train {s.get('train', {}).get('size')}, validation "
+                     f"{s.get('validation', {}).get('size')}, test {s.get('test', {}).get('size')}, held-out "
+                     f"{spl.get('heldout', {}).get('size')} frozen in eval/heldout.jsonl")
+        for w in spl.get("warnings", []):
+            lines.append(f"         note: {w}")
+    if trn:
+        lines.append(f"train    {len(trn.get('candidates', []))} candidates, winner {trn.get('winner')}")
+        for c in trn.get("candidates", []):
+            m = c.get("metrics", {})
+            lines.append(f"           {c['name']:<28} val acc {m.get('val/accuracy', 0):.4f}  macro-F1 "
+                         f"{m.get('val/macro_f1', 0):.4f}  auto-routed {m.get('val/coverage', 0):.3f} "
+                         f"@ precision {m.get('val/auto_precision', 0):.4f}")
+    if ev:
+        lines.append(f"evaluate test acc {ev.get('test/accuracy', 0):.4f}, auto-routed {ev.get('test/coverage', 0):.3f} "
+                     f"at precision {ev.get('test/auto_precision', 0):.4f}, draft {ev.get('test/draft_share', 0):.3f}, "
+                     f"review {ev.get('test/review_share', 0):.3f}, ECE {ev.get('test/ece', 0):.4f}; "
+                     f"held-out acc {ev.get('heldout/accuracy', 0):.4f} (eval/metrics.json, eval/plots/)")
+    if pro:
+        lines.append(f"promote  {pro.get('reason')} (champion = version {pro.get('champion_version')})")
+    if mon:
+        lines.append(f"monitor  status {mon.get('status')} (eval/continuous/summary.md)")
+    if pkg:
+        lines.append(f"package  Bento {pkg.get('bento')} with model {pkg.get('model')}: `{pkg.get('serve')}`")
+    lines += [
+        "",
+        "Where to look:",
+        "  make mlflow-ui                      compare the sweep's runs (sqlite store mlruns.db)",
+        "  .venv/bin/dvc metrics show          metrics;   .venv/bin/dvc plots show   -> dvc_plots/index.html",
+        "  .venv/bin/triage classify \"my card was stolen\"   a decision as JSON",
+        "  make serve                          the champion over HTTP on 127.0.0.1:3000",
+    ]
+    return "\n".join(lines)

@@ -125,7 +125,8 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
               metrics_path: str | Path = "eval/metrics/train.json", track: bool = True,
               progress: bool = True) -> SweepResult:
     from ticket_triage import tracking
-    from ticket_triage.evaluation import copy_bundle, headline, objective, write_plots
+    from ticket_triage.bundles import copy_bundle
+    from ticket_triage.evaluation import headline, objective, write_plots
 
     paths = params["paths"]
     split_dir = Path(paths["split"])

@@ -89,7 +89,7 @@ def test_stage_params_are_the_sections_each_stage_reads(tmp_path, base_params, m
     """Run each stage's library function on the fixture with params that record what is read:
     every section read is declared (else DVC can skip a stage whose config changed) and every
     section declared is read (else `dvc exp show` grows columns nobody uses)."""
-    from ticket_triage.evaluation import run_evaluate
+    from ticket_triage.stages import run_evaluate
     from ticket_triage.stages import run_clean, run_ingest, run_split
     from ticket_triage.training import run_sweep
 

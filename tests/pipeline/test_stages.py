@@ -51,7 +51,7 @@ def test_sweep_evaluate_promote(params, tmp_path):
     import mlflow
 
     from ticket_triage import tracking
-    from ticket_triage.evaluation import run_evaluate, run_promote
+    from ticket_triage.stages import run_evaluate, run_promote
     from ticket_triage.stages import run_clean, run_ingest, run_split
     from ticket_triage.training import run_sweep
 

@@ -28,7 +28,7 @@ def _md5(path) -> str:
 def tracked(tmp_path_factory, base_params):
     """The stages' library functions once, into a temporary MLflow store."""
     from ticket_triage import tracking
-    from ticket_triage.evaluation import run_evaluate, run_promote
+    from ticket_triage.stages import run_evaluate, run_promote
     from ticket_triage.stages import run_clean, run_ingest, run_split
     from ticket_triage.training import run_sweep
 
