@@ -54,8 +54,11 @@ def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
     base_th = dict(params.get("thresholds") or {})
     raw = list(sweep.get("candidates") or [])
     out: list[Candidate] = []
+    device = train_cfg.get("device")  # fine-tuned families on a GPU: dvc exp run -S '+train.device=cuda'
     if not raw:  # single: the composed model (dvc exp run -S sweep=single -S model=...)
         m = dict(params["model"])
+        if device and "device" in m:
+            m["device"] = device
         level = train_cfg.get("label_level", "topic")
         out.append(Candidate(f"{m['family']}-{level}", m, level, base_th))
         return out
@@ -66,6 +69,8 @@ def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
             raise ValueError(f"sweep candidate {c} has no 'model'")
         overrides = {k: v for k, v in c.items() if k not in CANDIDATE_KEYS}
         m = model_config(name, overrides)
+        if device and "device" in m and "device" not in overrides:  # fine-tuned families: train.device
+            m["device"] = device
         level = c.get("label_level", train_cfg.get("label_level", "topic"))
         th = {**base_th, **dict(c.get("thresholds") or {})}
         tag = f"{name}-{level}"
@@ -100,7 +105,10 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
     clf = build_classifier(cand.family, **hp)
     log.info("%s: fitting on %d tickets, %d %s labels", cand.name, len(texts), len(set(labels)), cand.label_level)
     t0 = time.perf_counter()
-    clf.fit(texts, labels, progress=progress)
+    kw = {}
+    if getattr(clf, "uses_validation", False):  # early stopping on the validation split
+        kw["validation"] = ([r["text"] for r in val_rows], _labels(val_rows, cand.label_level))
+    clf.fit(texts, labels, progress=progress, **kw)
     train_s = time.perf_counter() - t0
     log.info("%s: fitted in %.0f s; building the bundle (calibration, cross-fit, thresholds, urgency)",
              cand.name, train_s)

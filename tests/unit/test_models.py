@@ -366,3 +366,130 @@ def test_transformer_fits_roundtrips_and_is_deterministic(data, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     again = build_classifier("transformer", **FAST["transformer"]).fit(texts, labels, progress=False)
     assert np.allclose(again.predict_proba(texts[:8]), p[:8], atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# fine-tuned encoder families: ONNX serving, budget stop, early stopping (ticket_triage.models.finetune)
+@pytest.mark.slow
+def test_transformer_onnx_int8_backend_carries_the_encoder(data, tmp_path):
+    texts, labels = data
+    clf = build_classifier("transformer", **FAST["transformer"], backend="onnx-int8").fit(texts, labels, progress=False)
+    p = _check_probs(clf, texts)
+    _check_roundtrip(clf, texts, tmp_path)
+    onnx_file = tmp_path / "clf" / "model" / "onnx-int8" / "model.onnx"
+    assert onnx_file.is_file()  # the bundle carries the exported encoder: no export at load
+    mtime = onnx_file.stat().st_mtime_ns
+    loaded = load_classifier(tmp_path / "clf")
+    assert loaded.runner is not None and loaded.model is None  # served without torch
+    assert onnx_file.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(loaded.predict_proba(texts), p)
+    e = loaded.embed(texts[:4])
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(e, clf.embed(texts[:4]))
+    # the int8 encoder is the fine-tuned one, not the frozen MiniLM
+    from ticket_triage.models.encoder import encode, load_encoder
+
+    frozen = encode(texts[:4], load_encoder("default", "cpu", "onnx-int8"), normalize=True, progress=False)
+    assert not np.allclose(frozen, e, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_transformer_budget_stop_keeps_the_best_checkpoint(data, tmp_path):
+    texts, labels = data
+    clf = build_classifier("transformer", batch_size=4, max_length=32, epochs=50,
+                           max_train_minutes=1e-4).fit(texts, labels, progress=False)
+    info = clf.train_info
+    assert info["stopped"] == "budget"
+    assert info["steps"] < info["planned_steps"]
+    assert info["best_step"] == info["history"][-1][0] and info["best_val_macro_f1"] is not None
+    _check_probs(clf, texts)
+    _check_roundtrip(clf, texts, tmp_path)
+    assert json.loads((tmp_path / "clf" / "train_info.json").read_text())["stopped"] == "budget"
+
+
+@pytest.mark.slow
+def test_transformer_early_stopping_on_validation_macro_f1(data):
+    texts, labels = data
+    # learning rates of 0: the validation score cannot improve, so the second evaluation stops it
+    clf = build_classifier("transformer", batch_size=4, max_length=32, epochs=20, eval_every=1, patience=1,
+                           learning_rate=0.0, head_learning_rate=0.0, max_train_minutes=0)
+    clf.fit(texts[:40], labels[:40], progress=False, validation=(texts[40:], labels[40:]))
+    info = clf.train_info
+    assert info["stopped"] == "early_stopping"
+    assert info["steps"] == 2 and info["best_step"] == 1
+    assert info["val_examples"] == 8 and info["train_examples"] == 40
+
+
+@pytest.mark.slow
+def test_setfit_budget_stop_and_onnx_backend(data, tmp_path):
+    texts, labels = data
+    clf = build_classifier("setfit", batch_size=4, num_iterations=5, max_train_minutes=1e-4,
+                           backend="onnx").fit(texts, labels, progress=False)
+    info = clf.train_info
+    assert info["stopped"] == "budget" and info["steps"] < info["planned_steps"]
+    assert info["val_examples"] > 0 and info["best_val_macro_f1"] is not None
+    _check_probs(clf, texts)
+    _check_roundtrip(clf, texts, tmp_path)
+    assert (tmp_path / "clf" / "body" / "onnx" / "model.onnx").is_file()
+
+
+def test_finetune_helpers():
+    from ticket_triage.models.finetune import (Budget, EarlyStopping, length_grouped_batches,
+                                               max_length_from_data, split_validation)
+
+    lengths = list(np.random.default_rng(0).integers(1, 300, size=203))
+    batches = length_grouped_batches(lengths, 8, np.random.default_rng(1), mega=5)
+    assert sorted(i for b in batches for i in b) == list(range(203))
+    assert all(len(b) <= 8 for b in batches)
+    # within a batch, lengths are sorted (grouped), and grouping cuts padding against random batches
+    assert all(lengths[b[j]] >= lengths[b[j + 1]] for b in batches for j in range(len(b) - 1))
+    pad = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    rnd = np.random.default_rng(1).permutation(203)
+    pad_rnd = sum(len(rnd[s:s + 8]) * max(lengths[i] for i in rnd[s:s + 8]) for s in range(0, 203, 8))
+    assert pad < 0.8 * pad_rnd
+
+    x = [f"t{i}" for i in range(40)]
+    y = ["a", "b"] * 20
+    tx, ty, vx, vy = split_validation(x, y, None, 0.2, seed=0)
+    assert len(vx) == 8 and sorted(vy) == ["a"] * 4 + ["b"] * 4 and not set(tx) & set(vx)
+    tx, ty, vx, vy = split_validation(x, y, (["u", "v"], ["a", "zz"]), 0.2, seed=0)
+    assert (tx, vx, vy) == (x, ["u"], ["a"])  # a given validation set: unseen labels dropped
+    assert split_validation(x[:6], y[:6], None, 0.2, seed=0)[2] == []  # too small to hold out
+
+    class Tok:
+        def __call__(self, texts, truncation, max_length):
+            return {"input_ids": [list(range(min(len(t.split()), max_length))) for t in texts]}
+
+    texts = ["w " * n for n in range(1, 101)]
+    assert max_length_from_data(Tok(), texts, cap=256) == 96
+    assert max_length_from_data(Tok(), texts, cap=64) == 64
+    assert max_length_from_data(Tok(), ["a b"], cap=256) == 32
+
+    assert not Budget(0).expired() and not Budget(None).expired() and Budget(1e-9).expired()
+
+    import torch
+
+    m = torch.nn.Linear(2, 2)
+    es = EarlyStopping(patience=2)
+    assert es.update(0.5, 1, m)
+    best = m.weight.detach().clone()
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    assert not es.update(0.4, 2, m) and not es.should_stop
+    assert not es.update(0.5, 3, m) and es.should_stop
+    es.restore(m)
+    assert torch.equal(m.weight, best) and es.best_step == 1
+
+
+def test_sweep_full_candidates_take_the_training_device():
+    from ticket_triage.config import compose
+    from ticket_triage.training import resolve_candidates
+
+    params = compose(["sweep=full"])
+    fams = {c.family: c.model for c in resolve_candidates(params)}
+    assert {"setfit", "transformer", "embed_logreg", "tfidf_logreg", "ensemble"} <= set(fams)
+    assert fams["setfit"]["device"] == "cpu" and fams["transformer"]["max_train_minutes"] > 0
+    params.setdefault("train", {})["device"] = "cuda"
+    fams = {c.family: c.model for c in resolve_candidates(params)}
+    assert fams["setfit"]["device"] == "cuda" and fams["transformer"]["device"] == "cuda"
+    assert fams["embed_logreg"]["device"] == "cpu"  # frozen families keep theirs

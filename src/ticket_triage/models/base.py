@@ -32,6 +32,9 @@ class Classifier(ABC):
     #: cached, a linear head): ``build_bundle`` then cross-fits the family to tune the
     #: thresholds on out-of-fold scores of the whole train split, not on validation alone.
     cheap_refit: ClassVar[bool] = False
+    #: True when ``fit`` takes ``validation=(texts, labels)`` (early stopping of the fine-tuned
+    #: encoder families); ``train_candidate`` then passes the sweep's validation split.
+    uses_validation: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = dict(params)

@@ -138,7 +138,9 @@ def _export_fp32(model_dir: Path, path: Path) -> None:
 class OnnxSentenceEncoder:
     """Drop-in for the part of ``SentenceTransformer`` that ``encoder.encode`` uses."""
 
-    def __init__(self, model_dir: str | Path, variant: str = "onnx"):
+    def __init__(self, model_dir: str | Path, variant: str = "onnx", onnx_dir: str | Path | None = None):
+        """``onnx_dir``: where the ONNX file lives (exported there when missing); default the
+        shared cache. Fine-tuned encoders keep theirs inside the saved model."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -147,7 +149,7 @@ class OnnxSentenceEncoder:
         self.model_dir = Path(model_dir)
         self.variant = variant
         self.max_seq_length, self._normalizes = _st_config(self.model_dir)
-        self.path = export(self.model_dir, variant)
+        self.path = export(self.model_dir, variant, out_dir=onnx_dir)
         so = ort.SessionOptions()
         so.intra_op_num_threads = encoder_threads()
         so.inter_op_num_threads = 1
