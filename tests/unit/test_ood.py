@@ -83,3 +83,54 @@ def test_precomputed_similarities_give_the_same_scores():
     np.testing.assert_allclose(sc.score(q, sims=q @ train.T), sc.score(q), atol=1e-6)
     with pytest.raises(ValueError, match="columns"):
         sc.knn_distance(q, sims=(q @ train.T)[:, :10])
+
+
+def _anisotropic(seed: int = 0, dim: int = 16):
+    """Elongated in-scope classes (large spread along one shared axis, tight elsewhere) and
+    out-of-scope points just off that axis: near in cosine terms, far in Mahalanobis terms."""
+    rng = np.random.default_rng(seed)
+    axis = np.zeros(dim)
+    axis[0] = 1.0
+    centres = 3.0 * np.eye(dim)[1:4]
+    def draw(n, off=0.0):
+        lab = rng.integers(0, 3, size=n)
+        x = centres[lab] + rng.normal(size=(n, 1)) * 2.0 * axis + 0.05 * rng.normal(size=(n, dim))
+        x[:, 5] += off
+        return x, lab.astype(str)
+    return draw(60), draw(200)[0], draw(200, off=0.6)[0]
+
+
+def test_mahalanobis_scorer_roundtrips_and_pick_method_measures() -> None:
+    from ticket_triage.decision.ood import auroc, pick_method
+
+    (train, ytr), val_in, val_oos = _anisotropic()
+    with pytest.raises(ValueError, match="labels"):
+        OODScorer(method="mahalanobis").fit(train)
+    with pytest.raises(ValueError, match="method"):
+        OODScorer(method="energy")
+    sc = OODScorer(k=10, method="mahalanobis").fit(train, ytr)
+    s_in, s_oos = sc.score(val_in), sc.score(val_oos)
+    # the squared distance in the whitened space equals the explicit formula
+    x = train / np.linalg.norm(train, axis=1, keepdims=True)
+    mu = np.stack([x[ytr == c].mean(0) for c in np.unique(ytr)])
+    c = x - mu[np.searchsorted(np.unique(ytr), ytr)]
+    cov = c.T @ c / len(c)
+    cov = 0.9 * cov + 0.1 * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    q = val_in[:5] / np.linalg.norm(val_in[:5], axis=1, keepdims=True)
+    d = q[:, None] - mu[None]
+    want = np.einsum("nkd,de,nke->nk", d, np.linalg.inv(cov), d).min(1)
+    np.testing.assert_allclose(s_in[:5], want, rtol=1e-3)
+    # restored from its dict and the sample it was fitted on: identical scores
+    sc.tune(s_in, s_oos)
+    d_ = json.loads(json.dumps(sc.to_dict()))
+    back = OODScorer.from_dict(d_, embeddings=train)
+    np.testing.assert_allclose(back.score(val_oos), s_oos, rtol=1e-6)
+    assert back.method == "mahalanobis" and back.cutoff == sc.cutoff
+    # kNN vs Mahalanobis: pick_method reports both AUROCs and picks the larger
+    method, res = pick_method(train, ytr, val_in, val_oos, k=10)
+    knn = OODScorer(k=10).fit(train)
+    assert res["knn"] == round(auroc(knn.score(val_in), knn.score(val_oos)), 4)
+    assert res["mahalanobis"] > res["knn"] + 0.1 and method == "mahalanobis"
+    assert pick_method(train, ytr, val_in, None) == ("knn", {})
+    assert auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert auroc(np.array([1.0]), np.array([1.0])) == 0.5

@@ -36,7 +36,8 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
 
     from ticket_triage.decision.calibration import fit_calibrator
     from ticket_triage.decision.crossfit import cross_fit_topic_scores
-    from ticket_triage.decision.ood import OODScorer
+    from ticket_triage.decision.crossfit import label_of
+    from ticket_triage.decision.ood import OODScorer, pick_method
     from ticket_triage.text.clean import CLEANING_VERSION
     from ticket_triage.decision.thresholds import tune_thresholds
 
@@ -79,16 +80,27 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     if train_emb is not None:
         Neighbours(train_emb, [train_rows[i]["text"] for i in sample],
                    [train_rows[i]["topic"] for i in sample]).save(out)
-        scorer = OODScorer(k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1).fit(train_emb)
         val_emb = classifier.embed(val_texts)
+        oos_emb = classifier.embed(list(oos_texts)) if oos_texts else None
+        # kNN or Mahalanobis (thresholds.ood_method; auto: the better AUROC on known out-of-scope
+        # validation tickets, kNN without them)
+        fit_labels = [label_of(train_rows[i], label_level) for i in sample]
+        method, method_auroc = str(th_cfg.get("ood_method", "auto")), {}
+        if method == "auto":
+            method, method_auroc = pick_method(train_emb, fit_labels, val_emb[keep], oos_emb,
+                                               k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1)
+        scorer = OODScorer(k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1,
+                           method=method).fit(train_emb, fit_labels)
         oos_scores = None
         if oos_texts:
             oos_raw = _raw_topic_proba(classifier, stub, oos_texts)
-            oos_scores = scorer.score(classifier.embed(list(oos_texts)), calibrator.transform(oos_raw))
+            oos_scores = scorer.score(oos_emb, calibrator.transform(oos_raw))
         in_scores = scorer.score(val_emb[keep], cal[keep])
         ood_cut = scorer.tune(in_scores, oos_scores,
                               max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
         ood_dict = scorer.to_dict()
+        if method_auroc:
+            ood_dict["method_auroc"] = method_auroc
         ood_share = float(ood_cut.in_scope_flagged)
         # thresholds are tuned on what reaches them: tickets the out-of-scope cut-off lets through,
         # including the known out-of-scope ones it misses (counted as errors: y = -1)
