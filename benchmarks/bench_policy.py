@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_policy.py [--family embed_logreg] [--label-level tag]
                                                 [--datasets banking77,clinc150] [--thresholds default]
+    # a fine-tuned encoder family on a GPU, served int8 on the CPU:
+    .venv/bin/python benchmarks/bench_policy.py --family transformer --set model.device=cuda
 
 BANKING77 (topics): train.csv as published, 10% of it held out (stratified) as validation
 for calibration and threshold tuning, measured on test.csv (3,080 tickets) at the 10-topic
@@ -31,7 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
+SHARED = Path(__import__("os").environ.get("TRIAGE_DATASETS", str(ROOT.parent / "shared" / "datasets")))
 
 
 def _stratified_holdout(rows, frac, seed):
@@ -77,7 +79,11 @@ def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=No
     clf = build_classifier(family, **hp)
     labels = [r["label_fine"] if level == "tag" else r["topic"] for r in train_rows]
     t0 = time.perf_counter()
-    clf.fit([r["text"] for r in train_rows], labels, progress=False)
+    kw = {}
+    if getattr(clf, "uses_validation", False):  # fine-tuned families stop early on the validation split
+        kw["validation"] = ([r["text"] for r in val_rows], [r["label_fine"] if level == "tag" else r["topic"]
+                                                             for r in val_rows])
+    clf.fit([r["text"] for r in train_rows], labels, progress=False, **kw)
     fit_s = time.perf_counter() - t0
     return build_bundle(clf, train_rows, val_rows, params, out, label_level=level,
                         model_version=f"bench-{family}-{level}", oos_texts=oos_texts), fit_s
@@ -101,6 +107,7 @@ def bench_banking77(params, family, level, seed):
         tri = Triage.load(bundle)
         m = _score(tri, test)
         m["train_seconds"] = fit_s
+        m["train_info"] = {k: v for k, v in getattr(tri.classifier, "train_info", {}).items() if k != "history"}
         m["thresholds"] = tri.thresholds.to_dict()["auto_route"]
     return m
 
@@ -133,6 +140,9 @@ def bench_clinc150(params, family, seed):
         m = _score(tri, test + oos_test)
         m["train_seconds"] = fit_s
         m["ood_cutoff"] = tri.ood.cutoff if tri.ood is not None else None
+        m["ood_method"] = tri.policy.ood.get("method") if tri.policy.ood else None
+        m["ood_method_auroc"] = tri.policy.ood.get("method_auroc") if tri.policy.ood else None
+        m["train_info"] = {k: v for k, v in getattr(tri.classifier, "train_info", {}).items() if k != "history"}
     return m
 
 
@@ -144,14 +154,29 @@ def main() -> int:
     ap.add_argument("--thresholds", default="default", help="conf/thresholds/<name>.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override, e.g. --set thresholds.cross_fit_folds=0 (repeatable)")
+    ap.add_argument("--params", default=None,
+                    help="a composed params JSON/YAML to use instead of composing conf/ (machines without "
+                         "Hydra); --set then sets dotted keys in it")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy.json"))
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
-    from ticket_triage.config import compose
+    from ticket_triage.config import compose  # noqa: F401 - imports Hydra lazily
 
-    params = compose([f"model={args.family}", f"thresholds={args.thresholds}", *args.set], root=ROOT)
+    if args.params:
+        import yaml
+
+        params = yaml.safe_load(Path(args.params).read_text())
+        for kv in args.set:
+            key, val = kv.split("=", 1)
+            *parents, leaf = key.split(".")
+            node = params
+            for k in parents:
+                node = node.setdefault(k, {})
+            node[leaf] = yaml.safe_load(val)
+    else:
+        params = compose([f"model={args.family}", f"thresholds={args.thresholds}", *args.set], root=ROOT)
     result = {"family": args.family, "label_level": args.label_level, "thresholds": args.thresholds,
               "overrides": args.set,
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
