@@ -1,6 +1,9 @@
 """Fine-tuned encoder families on long, real tickets: GitHub issue reports, one model per
 repository, 300 train -> 300 test (the NLBSE'24 protocol: macro-F1 per repository; its SetFit
-baseline scored react 0.8718, vscode 0.8262).
+baseline scored react 0.8718, vscode 0.8262), read and cleaned by ``bench_quality.py``'s loader.
+``bench_quality.py --family setfit --family transformer`` gives one seed's macro-F1 and the
+decision policy; this script adds what the fine-tuned families need: several seeds, ``--device``,
+the training curve and the serving latency.
 
 Per repository and seed: the family trains on the repository's 300 training issues (title +
 body through the project's cleaning; 15% of them held out, stratified, for early stopping, then
@@ -21,7 +24,6 @@ Writes benchmarks/results/finetune.json (or ``--out``). Datasets: ``$TRIAGE_DATA
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -32,7 +34,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRIAGE_DATASETS", str(ROOT.parent / "shared" / "datasets")))
-REPOS = {"react": "facebook/react", "vscode": "microsoft/vscode"}
 TARGETS = {"react": 0.8718, "vscode": 0.8262}
 
 
@@ -44,14 +45,15 @@ def _value(v: str):
 
 
 def load_repo(repo: str) -> tuple[list[str], list[str], list[str], list[str]]:
-    from ticket_triage.text.clean import clean_text
+    """The repository's train / test issues exactly as ``bench_quality.py`` reads them (the clean
+    stage's cleaning, ``conf/data/github_issues.yaml``): one protocol for every family."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_quality import load_dataset
 
-    def read(split: str) -> tuple[list[str], list[str]]:
-        with (SHARED / "github-issues" / f"{split}.csv").open(newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f) if r["repo"] == REPOS[repo]]
-        return [clean_text(r["title"], r["body"]) for r in rows], [r["label"] for r in rows]
+    from ticket_triage.config import compose
 
-    return (*read("train"), *read("test"))
+    train, test, _ = load_dataset(repo, compose(["model=transformer"], root=ROOT), 42)
+    return [r["text"] for r in train], [r["topic"] for r in train], [r["text"] for r in test], [r["topic"] for r in test]
 
 
 def latency(frozen, tuned, texts: list[str], rounds: int) -> dict[str, float]:

@@ -142,8 +142,11 @@ def run_family(family: str, dataset: str, overrides: list[str], seed: int) -> di
 
     fit_rows, val_rows = _stratified(train, (0.9, 0.1), seed)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as d:
-        clf2 = build_classifier(family, **hp).fit([r["text"] for r in fit_rows], [r["topic"] for r in fit_rows],
-                                                  progress=False)
+        clf2 = build_classifier(family, **hp)
+        kw = {}
+        if getattr(clf2, "uses_validation", False):  # fine-tuned families stop early on the hold-out
+            kw["validation"] = ([r["text"] for r in val_rows], [r["topic"] for r in val_rows])
+        clf2.fit([r["text"] for r in fit_rows], [r["topic"] for r in fit_rows], progress=False, **kw)
         bundle = build_bundle(clf2, fit_rows, val_rows, params, Path(d) / "b", label_level="topic",
                               model_version=f"bench-quality-{family}-{dataset}")
         tri = Triage.load(bundle)
