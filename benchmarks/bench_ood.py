@@ -102,16 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     encode_s = time.perf_counter() - t0
     y_tr = np.array([y for _, y in data["train"]])
 
-    labs = np.unique(y_tr)
-    mu = np.stack([emb["train"][y_tr == lab].mean(0) for lab in labs])
-    centred = emb["train"] - mu[np.searchsorted(labs, y_tr)]
-    cov = centred.T @ centred / len(centred)
-    cov = 0.9 * cov + 0.1 * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
-    prec = np.linalg.inv(cov)
-
-    def mahalanobis(q: np.ndarray) -> np.ndarray:
-        d = q[:, None, :] - mu[None]
-        return np.einsum("nkd,de,nke->nk", d, prec, d).min(axis=1)
+    # the library's Mahalanobis score (shared covariance, shrinkage 0.1, one projection per batch)
+    mahalanobis = OODScorer(max_train=len(y_tr), method="mahalanobis").fit(emb["train"], y_tr).score
 
     clf = LogisticRegression(C=20.0, max_iter=3000).fit(
         np.r_[emb["train"], emb["oos_train"]], np.r_[y_tr, ["oos"] * len(emb["oos_train"])])
