@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ticket_triage.config import DEFAULT_REVIEW_DB_URL, target_precision
+
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from ticket_triage.config import compose, write_params
@@ -170,7 +172,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
     cfg = _review_cfg(args)
     Path("var").mkdir(exist_ok=True)
     serve_review(args.host or cfg.get("host", "127.0.0.1"), args.port or int(cfg.get("port", 8081)),
-                 cfg.get("db_url", "sqlite:///var/review.sqlite"), cfg.get("taxonomy_path", ""),
+                 cfg.get("db_url", DEFAULT_REVIEW_DB_URL), cfg.get("taxonomy_path", ""),
                  reviewers=cfg.get("reviewers") or None, reviewers_env=cfg.get("reviewers_env", "TRIAGE_REVIEWERS"),
                  secret_env=cfg.get("secret_env", "TRIAGE_REVIEW_SECRET"),
                  claim_ttl_s=float(cfg.get("claim_ttl_s", 600)), cookie_secure=bool(cfg.get("cookie_secure", False)))
@@ -214,7 +216,7 @@ def _eval_dataset(args: argparse.Namespace, params: dict[str, Any]) -> int:
         print("error: --engine spark evaluates a labelled Parquet dataset: pass --data "
               "PATH (columns text, topic)", file=sys.stderr)
         return 2
-    target = float((params.get("train") or {}).get("target_precision", 0.99))
+    target = target_precision(params)
     try:
         bundle = _resolve_bundle(args.bundle, "champion")
         if args.engine == "spark":

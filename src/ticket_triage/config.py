@@ -25,6 +25,15 @@ PARAMS_HEADER = (
 )
 
 
+DEFAULT_TARGET_PRECISION = 0.99  # train.target_precision when params do not set it
+DEFAULT_REVIEW_DB_URL = "sqlite:///var/review.sqlite"  # review.db_url when params do not set it
+
+
+def target_precision(params: Mapping[str, Any]) -> float:
+    """``train.target_precision``: the auto-routed precision every stage scores against."""
+    return float((params.get("train") or {}).get("target_precision", DEFAULT_TARGET_PRECISION))
+
+
 class ConfigError(ValueError):
     """The configuration is wrong; the message names the key and what is allowed."""
 

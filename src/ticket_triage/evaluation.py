@@ -12,12 +12,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ticket_triage.config import DEFAULT_TARGET_PRECISION
 
 log = logging.getLogger(__name__)
 
 
 def score_split(triage: Any, rows: Sequence[Mapping[str, Any]], prefix: str, *,
-                target_precision: float = 0.99) -> tuple[dict[str, float], dict[str, Any]]:
+                target_precision: float = DEFAULT_TARGET_PRECISION) -> tuple[dict[str, float], dict[str, Any]]:
     """Decide every row, then compute flat metrics ``{prefix}/...`` and a detail dict with
     per-row arrays (for plots, reports and bootstrap comparisons)."""
     from ticket_triage.metrics import (

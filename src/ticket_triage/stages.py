@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+from ticket_triage.config import target_precision
 from ticket_triage.data import (
     SPLITS,
     clean_tickets,
@@ -119,7 +120,7 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
     out = Path(out_dir or paths["evaluate"])
     out.mkdir(parents=True, exist_ok=True)
     triage = Triage.load(bundle)
-    target = float(params.get("train", {}).get("target_precision", 0.99))
+    target = target_precision(params)
     test_rows = list(iter_jsonl(Path(paths["split"]) / "test.jsonl"))
     held_rows = list(iter_jsonl(paths["heldout"]))
     metrics: dict[str, float] = {}

@@ -9,6 +9,7 @@ The winner is picked on validation by :func:`ticket_triage.evaluation.objective`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ticket_triage.config import flatten, model_config
+from ticket_triage.config import flatten, model_config, target_precision
 from ticket_triage.data import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
     bundle = build_bundle(clf, train_rows, val_rows, p, out_dir, label_level=cand.label_level,
                           model_version=cand.name, progress=progress)
     triage = Triage.load(bundle)
-    target = float((params.get("train") or {}).get("target_precision", 0.99))
+    target = target_precision(params)
     log.info("%s: bundle built (%.0f s in all); scoring %d validation tickets", cand.name,
              time.perf_counter() - t0, len(val_rows))
     metrics, detail = score_split(triage, val_rows, "val", target_precision=target)
@@ -147,26 +148,25 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
     out = Path(out_dir or paths["train"])
     out.mkdir(parents=True, exist_ok=True)
     cands = resolve_candidates(params)
-    target = float((params.get("train") or {}).get("target_precision", 0.99))
+    target = target_precision(params)
     result = SweepResult()
     scored: list[tuple[tuple[float, float, float], Candidate, Path, dict[str, float], str | None]] = []
 
     sweep_name = (params.get("sweep") or {}).get("name", "sweep")
     data_name = str((params.get("data") or {}).get("name", "data"))
-    parent_cm = None
+    parent_run = contextlib.ExitStack()  # a crash in the sweep marks the parent run FAILED
     if track:
         tracking.setup(params.get("tracking"))
-        parent_cm = tracking.run(
+        parent = parent_run.enter_context(tracking.run(
             tracking.run_name("train", sweep_name), tags={"stage": "train", "sweep": sweep_name},
             params={"sweep.candidates": len(cands), "seed": params.get("seed")},
             description=(f"Sweep `{sweep_name}`: {len(cands)} candidate(s) ({', '.join(c.name for c in cands)}) "
                          f"trained on {len(train_rows):,} `{data_name}` tickets and compared on "
                          f"{len(val_rows):,} validation tickets. The winner has the largest auto-routed share "
                          f"at auto-routed precision >= {target:g} (then macro-F1, then latency); its validation "
-                         "metrics are this run's `winner/*` metrics."))
-        parent = parent_cm.__enter__()
+                         "metrics are this run's `winner/*` metrics.")))
         result.parent_run_id = parent.info.run_id
-    try:
+    with parent_run:
         for i, cand in enumerate(cands, 1):
             log.info("candidate %d/%d: %s", i, len(cands), cand.name)
             print(f"[train] candidate {i}/{len(cands)}: {cand.name}", flush=True)
@@ -214,9 +214,6 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
             tracking.set_tag("winner", best[1].name)
             if best[4]:
                 tracking.set_tag("sweep_winner", "true", run_id=best[4])
-    finally:
-        if parent_cm is not None:
-            parent_cm.__exit__(None, None, None)
     (out / "sweep.json").write_text(json.dumps(result.__dict__, indent=2, default=str))
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_path).write_text(json.dumps({**headline(best[3]), "winner": best[1].name}, indent=2,

@@ -69,7 +69,7 @@ TEXT = "My card payment is still pending since yesterday, will it go through?"
     ("status", {"status": 500}, None, "http_500"),
     ("status", {"status": 503}, None, "http_503"),
     ("rate_limit", {"retry_after": 0}, None, "rate_limited"),
-    ("hang", {"seconds": 3 * TIMEOUT}, None, "timeout"),
+    ("hang", {"seconds": 10 * TIMEOUT}, None, "timeout"),
 ])
 def test_behaviour_gives_result_within_timeout(server, taxonomy, behaviour, params, label, error):
     llm = make(server, taxonomy)
@@ -80,7 +80,8 @@ def test_behaviour_gives_result_within_timeout(server, taxonomy, behaviour, para
     assert isinstance(res, LLMResult)
     assert res.label == label
     assert res.error == error
-    assert elapsed < TIMEOUT + 0.5, f"{behaviour} took {elapsed:.2f}s"
+    # generous bound (a busy machine): far below the 10 s hang, so the deadline is what ended it
+    assert elapsed < TIMEOUT + 4.0, f"{behaviour} took {elapsed:.2f}s"
     if behaviour in ("status", "rate_limit"):  # retried, then gave up
         assert len(server.requests) == 3
     if behaviour == "invalid":
@@ -137,7 +138,7 @@ def test_retry_after_beyond_deadline_gives_up_at_once(server, taxonomy):
     t0 = time.monotonic()
     res = llm.classify(TEXT, None, [])
     assert res.error == "rate_limited"
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 10  # generous; waiting the 30 s Retry-After would exceed it
     assert len(server.requests) == 1
 
 
@@ -333,7 +334,7 @@ def test_conf_files_load(taxonomy):
 
 
 def test_thread_safe_counters(server, taxonomy):
-    llm = make(server, taxonomy)
+    llm = make(server, taxonomy, timeout_s=30)  # counters, not deadlines: no timeouts on a busy machine
     server.script("label", label="refunds", prompt_tokens=100, completion_tokens=10)
     results: list[LLMResult] = []
     lock = threading.Lock()

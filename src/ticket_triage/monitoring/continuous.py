@@ -50,7 +50,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ticket_triage.config import ContinuousConfig
+from ticket_triage.config import ContinuousConfig, target_precision
 from ticket_triage.data import iter_jsonl
 from ticket_triage.monitoring.history import (
     STATUSES,
@@ -115,7 +115,7 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
     stamp_dt = datetime.now(timezone.utc)
     run = _Run(params=params, ev=ev, cc=cc, paths=dict(params.get("paths") or {}),
                seed=int(params.get("seed", 0)),
-               target=float((params.get("train") or {}).get("target_precision", 0.99)),
+               target=target_precision(params),
                ece_bins=int((ev.get("metrics") or {}).get("ece_bins", 15)),
                out=Path(out_dir or cc.out_dir), hist_dir=Path(history_dir or cc.history_dir),
                stamp_dt=stamp_dt, stamp=stamp_dt.strftime("%Y%m%dT%H%M%S%fZ"))

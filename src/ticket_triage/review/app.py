@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
+from ticket_triage.config import DEFAULT_REVIEW_DB_URL
 from ticket_triage.review.sessions import Sessions, SignInThrottle
 from ticket_triage.review.store import ReviewError, ReviewStore
 from ticket_triage.schema import URGENCIES
@@ -401,7 +402,7 @@ def mounted(app: Any, prefix: str = "/review") -> "Starlette":
 
 
 def serve_review(host: str = "127.0.0.1", port: int = 8080,
-                 db_url: str = "sqlite:///var/review.sqlite", taxonomy_path: str = "",
+                 db_url: str = DEFAULT_REVIEW_DB_URL, taxonomy_path: str = "",
                  *, reviewers: Mapping[str, str] | None = None,
                  reviewers_env: str = "TRIAGE_REVIEWERS", secret_env: str = "TRIAGE_REVIEW_SECRET",
                  claim_ttl_s: float = 600, cookie_secure: bool = False) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ticket_triage.config import DEFAULT_REVIEW_DB_URL
 from ticket_triage.schema import URGENCIES, Decision, Ticket
 
 # The tables and migrations live in ticket_triage.storage; re-exported for older imports.
@@ -150,7 +151,7 @@ class ReviewStore:
     def from_config(cls, cfg: dict[str, Any]) -> "ReviewStore":
         """Build from the ``review`` section of params.yaml (see conf/review/default.yaml). A
         relative SQLite path there is relative to the project root (:func:`anchored_sqlite_url`)."""
-        return cls(anchored_sqlite_url(cfg.get("db_url", "sqlite:///var/review.sqlite")),
+        return cls(anchored_sqlite_url(cfg.get("db_url", DEFAULT_REVIEW_DB_URL)),
                    claim_ttl_s=cfg.get("claim_ttl_s", 600),
                    max_seconds_per_item=cfg.get("max_seconds_per_item", 600),
                    busy_timeout_ms=cfg.get("busy_timeout_ms", 5000))

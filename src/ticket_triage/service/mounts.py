@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, MutableMapping, Sequence
 
+from ticket_triage.config import DEFAULT_REVIEW_DB_URL
 from ticket_triage.schema import Decision, Ticket
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ __all__ = [
 
 ENV_PARAMS = "TRIAGE_PARAMS"
 DEFAULT_DB_URL_ENV = "TRIAGE_REVIEW_DB_URL"
-DEFAULT_DB_URL = "sqlite:///var/review.sqlite"
+DEFAULT_DB_URL = DEFAULT_REVIEW_DB_URL  # the one default: ticket_triage.config
 # helpdesk keys that configure this deployment, not the adapter (HelpdeskConfig rejects them)
 HELPDESK_DEPLOY_KEYS = ("webhooks_enabled", "additional")
 
