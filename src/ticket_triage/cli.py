@@ -96,11 +96,13 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from ticket_triage.decision.triage import Triage
 
     tickets: list[dict[str, Any]] = []
+    language_prior = None
     if args.file:
         from ticket_triage.ingest.readers import read_tickets
 
         fmt = args.format or Path(args.file).suffix.lstrip(".") or "csv"
-        mapping, _ = _load_mapping(args.mapping)
+        mapping, map_cfg = _load_mapping(args.mapping)
+        language_prior = map_cfg.get("language")  # the data config's language: a prior, not a label
         if mapping is None and fmt == "csv":
             import csv
 
@@ -124,7 +126,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     except (FileNotFoundError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for d in triage.decide(tickets):
+    for d in triage.decide(tickets, language_prior=language_prior):
         print(json.dumps(d.to_dict(), ensure_ascii=False, default=str))
     return 0
 

@@ -101,8 +101,12 @@ def clean_tickets(
     cfg: Mapping[str, Any] | None = None,
     *,
     progress: bool = False,
+    language_prior: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], CleanReport]:
     """Clean, relabel and de-duplicate. Returns (kept, set_aside, rejected, report).
+
+    A ticket without a language gets the detected one, with the data set's configured
+    language (``data.language``) as ``language_prior`` (see ``text.language``).
 
     Each kept row is ``Ticket.to_dict()`` plus ``label_fine`` (the source tag behind the
     topic). ``text`` is the cleaned, redacted text from :func:`ticket_triage.text.clean.clean_text`,
@@ -131,7 +135,7 @@ def clean_tickets(
             rejected.append(row)
             continue
         if not t.language:
-            row["language"] = detect_language(text)
+            row["language"] = detect_language(text, language_prior)
         topic, fine = resolve_topic(t, taxonomy)
         if topic is None:
             row["reason"] = "unmapped_tags" if (t.tags or t.topic) else "no_label"

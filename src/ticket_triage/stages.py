@@ -75,7 +75,8 @@ def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metric
     paths = params["paths"]
     taxonomy = taxonomy_from_params(params)
     tickets = read_tickets_jsonl(Path(paths["ingest"]) / "tickets.jsonl")
-    kept, aside, rejected, report = clean_tickets(tickets, taxonomy, params.get("clean"), progress=progress)
+    kept, aside, rejected, report = clean_tickets(tickets, taxonomy, params.get("clean"), progress=progress,
+                                                  language_prior=(params.get("data") or {}).get("language"))
     out = Path(paths["clean"])
     write_jsonl(out / "tickets.jsonl", kept)
     write_jsonl(out / "set_aside.jsonl", aside)

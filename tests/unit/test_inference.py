@@ -177,3 +177,18 @@ def test_fine_tuned_encoder_bundle_uses_its_embeddings(tmp_path, base_params, sm
     served = tri.topic_proba(vt, calibrated=False)
     EMBEDDING_CACHE.clear()
     np.testing.assert_allclose(served, clf.predict_proba(vt), atol=1e-9)
+
+
+def test_language_prior_is_the_data_sets_language(tiny_bundle):
+    """The bundle keeps the data config's language (banking77: en) as the prior: English with
+    code and logs is not sent to review as unsupported_language; clear German still is."""
+    tri = Triage.load(tiny_bundle)
+    assert tri.policy.language_prior == "en" and tri.policy.languages == ["en"]
+    code = ("transfer failed\n```\nTypeError: Cannot read properties of undefined (reading 'iban')\n"
+            "    at submit (/srv/app/pay_form.js:12:7)\n```\nle code erreur est: E_TRANSFERT_REFUSE")
+    german = "Sehr geehrte Damen und Herren, meine Überweisung ist seit Montag nicht angekommen, bitte helfen Sie mir."
+    d_code, d_de = tri.decide([{"id": "x", "subject": "", "body": code}, {"id": "y", "subject": "", "body": german}])
+    assert d_code.language == "en" and d_code.reason != "unsupported_language"
+    assert d_de.language == "de" and d_de.band == "review" and d_de.reason == "unsupported_language"
+    # an explicit prior (triage classify --mapping <data config>) wins over the bundle's
+    assert tri.decide([{"id": "z", "subject": "", "body": "12345 #999"}], language_prior="de")[0].language == "de"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ticket_triage.text.language import LANGUAGES, UNDETERMINED, detect_language
+from ticket_triage.text.language import LANGUAGES, UNDETERMINED, detect_language, prose
 from ticket_triage.text.clean import clean_text
 
 HELPDESK_CSV = Path("/work/shared/datasets/helpdesk-synthetic/tickets.csv")
@@ -102,3 +102,55 @@ def test_helpdesk_synthetic_accuracy():
         correct += detect_language(text) == row["language"]
     assert checked > 1500
     assert correct / checked >= 0.99
+
+
+# -- prose only, and the data set's language as a prior (issue 13) ---------------------------
+CODE_HEAVY_EN = """pow() function not working in c++
+
+#include <iostream>
+#include <math.h>
+using namespace std;
+int main()
+{
+int n;
+cin >> n;
+int ans = 0;
+while (n != 0) { int bit = n & 1; ans = (bit * pow(10, i)) + ans; n = n >> 1; i++; }
+cout << ans << endl;
+}"""
+
+LOG_HEAVY_EN = """Can't launch VS Code from Linux terminal: symbol lookup error
+
+1. ~$ : code
+2. symbol lookup error: /usr/share/code-insiders/bin/../code-insiders: undefined symbol: gbm_bo_map
+[2023-06-01 10:22:01.123] [main] [error] Error: ENOENT: no such file or directory, open '/home/u/.config/Code/le_fichier'
+    at Object.openSync (node:fs:601:3)
+    at tryReadFile (node:internal/fs/read_file_context:23:9)
+It started after the last update, the window never opens."""
+
+
+def test_code_logs_and_urls_are_not_prose():
+    p = prose(CODE_HEAVY_EN)
+    assert "#include" not in p and "cout" not in p and "pow() function not working" in p
+    p = prose(LOG_HEAVY_EN + "\nsee https://github.com/facebook/react/issues/1 and /usr/lib/x_y.so")
+    assert "node:fs" not in p and "ENOENT" not in p and "github.com" not in p and "/usr/lib" not in p
+    assert "the window never opens" in p
+
+
+@pytest.mark.parametrize("text", [CODE_HEAVY_EN, LOG_HEAVY_EN])
+def test_english_with_code_or_logs_is_english(text):
+    assert detect_language(text) in ("en", "und")
+    assert detect_language(text, prior="en") == "en"
+
+
+def test_prior_decides_weak_or_empty_signal_but_not_clear_evidence():
+    assert detect_language("", prior="en") == "en"
+    assert detect_language("error 0x80070005 #4711", prior="en") == "en"
+    assert detect_language("error 0x80070005 #4711") == "und"
+    # lower-cased, tokenised IT ticket: English, not flagged
+    assert detect_language("cannot login to vpn , error 809 . please help asap", prior="en") == "en"
+    # clear German stays German under an English prior, and the other way round
+    assert detect_language(SAMPLES["de"], prior="en") == "de"
+    assert detect_language("Hello, my laptop does not start since the update and I need it for work today.",
+                           prior="de") == "en"
+    assert detect_language(SAMPLES["de"], prior="xx") == "de"  # an unknown prior is ignored

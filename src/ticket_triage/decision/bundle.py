@@ -140,11 +140,14 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     min_lang = max(5, int(0.01 * len(train_rows)))
     languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
                        if c >= min_lang and lang != "und")
+    lang_counts = Counter(r.get("language") for r in train_rows if r.get("language") not in (None, "", "und"))
+    language_prior = (params.get("data") or {}).get("language") or (
+        lang_counts.most_common(1)[0][0] if lang_counts else None)
     cold = [t for t in taxonomy.topic_ids if train_topics.get(t, 0) < int(th_cfg.get("cold_start_min_examples", 20))]
     policy = Policy(
         family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
         calibrator=calibrator.to_dict(), thresholds=thresholds.to_dict(), ood=ood_dict, languages=languages,
-        cold_start_topics=cold,
+        cold_start_topics=cold, language_prior=language_prior,
         model_version=model_version, taxonomy_version=f"{taxonomy.name}@{taxonomy.version}",
         cleaning_version=CLEANING_VERSION)
     (out / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2))

@@ -72,6 +72,9 @@ class Policy:
     ood: dict[str, Any] | None
     languages: list[str]
     cold_start_topics: list[str] = field(default_factory=list)
+    #: the data set's language (``data.language``, else the commonest training language): the
+    #: prior of language detection for tickets that arrive without a language
+    language_prior: str | None = None
     model_version: str = "dev"
     taxonomy_version: str = ""
     cleaning_version: str = ""
@@ -209,11 +212,13 @@ class Triage:
         """The ticket's text cleaned with the options it was trained with (``clean.json``)."""
         return self.clean_config.apply(ticket.subject, ticket.body)
 
-    def decide(self, tickets: Sequence[Ticket | Mapping[str, Any]]) -> list[Decision]:
+    def decide(self, tickets: Sequence[Ticket | Mapping[str, Any]], *,
+               language_prior: str | None = None) -> list[Decision]:
         """Decisions for raw tickets (``subject``/``body``, cleaned here with the training-time
         cleaning). A ticket that already carries ``text`` is taken as cleaned by the clean
         stage (evaluation on split files); callers holding untrusted input (the service) pass
-        subject and body only."""
+        subject and body only. A ticket without a language is detected with ``language_prior``
+        (default: the bundle's ``Policy.language_prior``) as the prior."""
         from ticket_triage.text.language import detect_language
         from ticket_triage.decision.urgency import resolve_urgency
 
@@ -221,6 +226,7 @@ class Triage:
         if not tks:
             return []
         texts = [t.text or self.clean(t) for t in tks]
+        prior = language_prior or self.policy.language_prior
         nonempty = [i for i, x in enumerate(texts) if x.strip()]
         k = len(self.topics)
         probs = np.zeros((len(tks), k))
@@ -254,7 +260,7 @@ class Triage:
         llm_jobs: list[tuple] = []
         for i, t in enumerate(tks):
             text = texts[i]
-            lang = t.language or detect_language(text)
+            lang = t.language or detect_language(text, prior)
             order = np.argsort(-probs[i])
             alternatives = [{"topic": self.topics[j], "p": round(float(probs[i, j]), 4)} for j in order[:3]]
             explanation: dict[str, Any] = {}
