@@ -130,6 +130,21 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
     return bundle, metrics, detail
 
 
+def write_rule_report(params: Mapping[str, Any], train_rows: Sequence[Mapping[str, Any]], out: Path) -> dict:
+    """How the configured rules fit the training split (``rules.report``): written to
+    ``<out>/rule_report.json``, summarised on the console (warnings for over-firing rules)."""
+    from ticket_triage.decision.rules import RuleSet
+    from ticket_triage.decision.rules.report import rule_report, summary_lines
+
+    report = rule_report(RuleSet.from_config(params.get("rules")), train_rows)
+    (out / "rule_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    for line in summary_lines(report):
+        print(f"[train] {line}", flush=True)
+    for w in report["warnings"]:
+        log.warning(w)
+    return report
+
+
 def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
               metrics_path: str | Path = "eval/metrics/train.json", track: bool = True,
               progress: bool = True) -> SweepResult:
@@ -147,6 +162,7 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
         raise ValueError(f"{split_dir / 'validation.jsonl'} is empty: raise split.validation or add data")
     out = Path(out_dir or paths["train"])
     out.mkdir(parents=True, exist_ok=True)
+    write_rule_report(params, train_rows, out)
     cands = resolve_candidates(params)
     target = target_precision(params)
     result = SweepResult()

@@ -10,6 +10,8 @@ from typing import Any, Mapping
 from ticket_triage.decision.rules.patterns import keyword_to_regex
 from ticket_triage.decision.rules.types import (
     DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_FIRE_SHARE,
+    DEFAULT_NEAR_WINDOW,
     DEFAULT_NEGATION_WINDOW,
     KINDS,
     PIN_BANDS,
@@ -59,6 +61,39 @@ def _check_regex(patterns: list[str], where: str, field_name: str, problems: lis
             problems.append(f"{where}: field '{field_name}': pattern {p!r} matches the empty string")
 
 
+def _named_sets(cfg: dict[str, Any], key: str, what: str, problems: list[str]) -> dict[str, list[str]]:
+    raw = cfg.get(key) or {}
+    out: dict[str, list[str]] = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{key} must be a mapping name -> list of cues")
+        return out
+    for name, cues in raw.items():
+        lst = _str_list(cues)
+        if lst is None:
+            problems.append(f"{what} '{name}' must be a list of strings")
+            continue
+        _check_regex(lst, f"{what} '{name}'", "cues", problems)
+        out[str(name)] = lst
+    return out
+
+
+def _list_or_set(raw: Any, sets: dict[str, list[str]], where: str, field_name: str, sets_key: str,
+                 problems: list[str]) -> list[str]:
+    """A rule field that is a list of cues or the name of a named set."""
+    if isinstance(raw, str) and raw in sets:
+        return sets[raw]
+    if isinstance(raw, str):
+        problems.append(f"{where}: field '{field_name}' names unknown set {raw!r} (known {sets_key}: "
+                        f"{', '.join(sets) or 'none'}); write single cues as a list")
+        return []
+    lst = _str_list(raw)
+    if lst is None:
+        problems.append(f"{where}: field '{field_name}' must be a list of cues or the name of one of {sets_key}")
+        return []
+    _check_regex(lst, where, field_name, problems)
+    return lst
+
+
 def _parse(cfg: dict[str, Any], source: str, topic_ids: set[str] | None) -> tuple[list[Rule], int, int]:
     problems: list[str] = []
     max_chars = cfg.get("max_chars", DEFAULT_MAX_CHARS)
@@ -69,18 +104,11 @@ def _parse(cfg: dict[str, Any], source: str, topic_ids: set[str] | None) -> tupl
     if not isinstance(window, int) or isinstance(window, bool) or window < 0:
         problems.append(f"negation_window must be a non-negative integer, got {window!r}")
         window = DEFAULT_NEGATION_WINDOW
-    neg_sets_raw = cfg.get("negation_sets") or {}
-    neg_sets: dict[str, list[str]] = {}
-    if not isinstance(neg_sets_raw, dict):
-        problems.append("negation_sets must be a mapping name -> list of cues")
-    else:
-        for name, cues in neg_sets_raw.items():
-            lst = _str_list(cues)
-            if lst is None:
-                problems.append(f"negation set '{name}' must be a list of strings")
-                continue
-            _check_regex(lst, f"negation set '{name}'", "cues", problems)
-            neg_sets[str(name)] = lst
+    share = cfg.get("max_fire_share", DEFAULT_MAX_FIRE_SHARE)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        problems.append(f"max_fire_share must be a number in (0, 1], got {share!r}")
+    neg_sets = _named_sets(cfg, "negation_sets", "negation set", problems)
+    cue_sets = _named_sets(cfg, "cue_sets", "cue set", problems)
     rules_raw = cfg.get("rules")
     if rules_raw is None:
         rules_raw = []
@@ -126,6 +154,11 @@ def _parse(cfg: dict[str, Any], source: str, topic_ids: set[str] | None) -> tupl
                 problems.append(f"{where}: field 'negations' must be a list of cues or a negation set name")
                 negations = []
             _check_regex(negations, where, "negations", problems)
+        near = _list_or_set(r.get("near"), cue_sets, where, "near", "cue_sets", problems)
+        near_window = r.get("near_window", DEFAULT_NEAR_WINDOW)
+        if not isinstance(near_window, int) or isinstance(near_window, bool) or near_window < 1:
+            problems.append(f"{where}: near_window must be a positive integer, got {near_window!r}")
+            near_window = DEFAULT_NEAR_WINDOW
         unless = _str_list(r.get("unless"))
         if unless is None:
             problems.append(f"{where}: field 'unless' must be a list of keywords or regexes")
@@ -157,7 +190,8 @@ def _parse(cfg: dict[str, Any], source: str, topic_ids: set[str] | None) -> tupl
         rules.append(Rule(rid, str(kind), tuple(patterns), tuple(negations), tuple(unless),
                           set_topic if isinstance(set_topic, str) else None, urg, pin,
                           tag if isinstance(tag, str) else None, int(prio),
-                          str(r.get("description") or ""), order=i))
+                          str(r.get("description") or ""), order=i, near=tuple(near),
+                          near_window=int(near_window)))
     if problems:
         raise RuleError(source, problems)
     return rules, int(window), int(max_chars)

@@ -14,6 +14,7 @@ from ticket_triage.decision.rules.loader import _parse, _to_plain
 from ticket_triage.decision.rules.patterns import _compile
 from ticket_triage.decision.rules.types import (
     DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_FIRE_SHARE,
     DEFAULT_NEGATION_WINDOW,
     MAX_HITS_PER_RULE,
     Rule,
@@ -21,6 +22,7 @@ from ticket_triage.decision.rules.types import (
     RuleHit,
     RuleOutcome,
     _CLAUSE_BREAK_RE,
+    _SENTENCE_BREAK_RE,
     _TOKEN_RE,
     more_conservative,
     more_urgent,
@@ -36,12 +38,15 @@ class RuleSet:
         self.negation_window = int(negation_window)
         self.max_chars = int(max_chars)
         self.config = config or {}
+        #: the rule report (``rules.report``) flags a rule that fires on a larger share of tickets
+        self.max_fire_share = float(self.config.get("max_fire_share", DEFAULT_MAX_FIRE_SHARE))
         self._compiled = [
             (r, _compile(list(r.patterns), r.id),
              _compile(list(r.negations), r.id) if r.negations else None,
              _compile(list(r.unless), r.id) if r.unless else None)
             for r in self.rules
         ]
+        self._near = {r.id: _compile(list(r.near), r.id) for r in self.rules if r.near}
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -124,6 +129,10 @@ class RuleSet:
                     continue
                 if neg_rx is not None and self._negated(text, m.start(), m.end(), neg_rx):
                     continue
+                near_rx = self._near.get(rule.id)
+                if near_rx is not None and not self._has_cue(text, m.start(), m.end(), near_rx, rule.near_window,
+                                                                  neg_rx):
+                    continue
                 hits.append(RuleHit(rule.id, rule.kind, m.group(0), m.start(), m.end(),
                                     dict(rule.actions), rule.priority, rule.order))
                 n += 1
@@ -147,6 +156,32 @@ class RuleSet:
         for nm in neg_rx.finditer(text, win_lo, end):
             if nm.start() < start:
                 return True
+        return False
+
+    def _has_cue(self, text: str, start: int, end: int, cue_rx: re.Pattern[str], window: int,
+                 neg_rx: re.Pattern[str] | None) -> bool:
+        """A (non-negated) ``near`` cue within ``window`` tokens before or after the match, in
+        the same sentence ("I will post this on Facebook"; not "facebook/react" in a bug
+        report, nor "I will not post this on Facebook")."""
+        span = 40 * max(window, 1)
+        lo, hi = max(0, start - span), min(len(text), end + span)
+        breaks = list(_SENTENCE_BREAK_RE.finditer(text, lo, start))
+        if breaks:
+            lo = breaks[-1].end()
+        stop = _SENTENCE_BREAK_RE.search(text, end, hi)
+        if stop:
+            hi = stop.start()
+        toks_before = list(_TOKEN_RE.finditer(text, lo, start))
+        toks_after = list(_TOKEN_RE.finditer(text, end, hi))
+        ranges = []
+        if toks_before:
+            ranges.append((toks_before[max(0, len(toks_before) - window)].start(), start))
+        if toks_after:
+            ranges.append((end, toks_after[min(len(toks_after), window) - 1].end()))
+        for a, b in ranges:
+            for cm in cue_rx.finditer(text, a, b):
+                if neg_rx is None or not self._negated(text, cm.start(), cm.end(), neg_rx):
+                    return True
         return False
 
     def resolve(self, hits: Iterable[RuleHit]) -> RuleOutcome:

@@ -15,11 +15,14 @@ PIN_BANDS: tuple[str, ...] = ("review", "draft")  # most conservative first
 DEFAULT_NEGATION_WINDOW = 3
 MAX_HITS_PER_RULE = 5  # hits kept per rule and text (explanations stay small on huge texts)
 DEFAULT_MAX_CHARS = 50_000  # only the first max_chars characters are scanned (see match)
+DEFAULT_NEAR_WINDOW = 6  # tokens either side of a match searched for a ``near`` cue
+DEFAULT_MAX_FIRE_SHARE = 0.05  # the rule report flags a rule firing on more training tickets
 
 _RULE_KEYS = {"id", "kind", "patterns", "negations", "unless", "set_topic", "raise_urgency",
-              "pin_band", "secondary_tag", "priority", "description"}
+              "pin_band", "secondary_tag", "priority", "description", "near", "near_window"}
 _TOKEN_RE = re.compile(r"\S+")
 _CLAUSE_BREAK_RE = re.compile(r"[.;!?\n]|\bbut\b|\baber\b|\bhowever\b|\bjedoch\b", re.IGNORECASE)
+_SENTENCE_BREAK_RE = re.compile(r"[.;!?](?:\s|$)|\n")
 
 
 class RuleError(ValueError):
@@ -66,6 +69,8 @@ class Rule:
     priority: int = 0
     description: str = ""
     order: int = 0
+    near: tuple[str, ...] = ()  # a match counts only with one of these cues close by
+    near_window: int = DEFAULT_NEAR_WINDOW
 
     @property
     def actions(self) -> dict[str, Any]:
