@@ -23,7 +23,7 @@ from ticket_triage.data import (
     split_tickets,
     write_jsonl,
 )
-from ticket_triage.evaluation import headline, score_split, write_plots
+from ticket_triage.evaluation import headline, review_loads, score_split, write_plots
 from ticket_triage.taxonomy import parse_taxonomy
 
 log = logging.getLogger(__name__)
@@ -132,11 +132,12 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
             metrics.update(flat)
             details[prefix] = det
             write_plots(det, triage.topics, plots_dir, prefix)
+    review = review_loads(params, triage, {p: d["decisions"] for p, d in details.items()})
     head_metrics = headline(metrics)
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_path).write_text(json.dumps(head_metrics, indent=2, sort_keys=True) + "\n")
     (out / "per_label.json").write_text(json.dumps({p: d["per_label"] for p, d in details.items()}, indent=2))
-    result: dict[str, Any] = {"metrics": head_metrics, "bundle": str(bundle)}
+    result: dict[str, Any] = {"metrics": head_metrics, "bundle": str(bundle), "review_load": review}
     if register:
         tracking.setup(params.get("tracking"))
         sweep = json.loads((Path(paths["train"]) / "sweep.json").read_text()) if (Path(paths["train"]) / "sweep.json").is_file() else {}

@@ -71,6 +71,11 @@ def test_two_runs_compare_then_a_drop_is_flagged_with_its_label(setup, tiny_bund
                  "plots/heldout_coverage_precision.png", "plots/confidence_over_time.png",
                  "plots/f1_over_time.png"):
         assert (out / name).is_file(), name
+    # the review band against the capacity, by reason, for recent traffic and the held-out set
+    load = first["review_load"]["recent"]
+    assert load["tickets"] == first["data"]["recent"] and load["capacity_per_day"] == params["thresholds"]["review_capacity"]
+    assert "language" in {e["reason"] for e in load["by_reason"]} and load["within_capacity"] in (True, False)
+    assert "## Review band against capacity" in summary and load["message"] in summary.replace("\\", "")
     assert first["data"]["recent_labelled"] == 3  # the correction without text is skipped
     assert first["data"]["overridden"] == 1 and first["data"]["audited"] == 2
     assert first["metrics"]["heldout/accuracy"] > 0.8

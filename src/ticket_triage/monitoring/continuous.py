@@ -329,6 +329,10 @@ def _status_and_outputs(run: _Run) -> dict[str, Any]:
     r["history_path"] = history_path
 
     drift_dict = r["drift_dict"]
+    from ticket_triage.evaluation import review_loads
+
+    r["review_load"] = review_loads(run.params, triage, {"recent": r["recent_decisions"],
+                                                         "heldout": held.get("decisions") or []}, stage="monitor")
     result: dict[str, Any] = {
         "status": status, "reasons": reasons, "run": stamp, "timestamp": stamp_dt.isoformat(),
         "first_run": previous is None,
@@ -351,6 +355,7 @@ def _status_and_outputs(run: _Run) -> dict[str, Any]:
                   "top": audit.issues.head(cc.top_n).to_dict(orient="records"),
                   "overlapping_pairs": audit.overlapping_pairs},
         "cost": r["cost"].to_dict(),
+        "review_load": r["review_load"],
         "history_path": str(history_path), "out_dir": str(out), "confidence_periods": r["period_kind"],
     }
     (out / "summary.md").write_text(render_summary(result, target=run.target), encoding="utf-8")

@@ -76,6 +76,22 @@ def render_summary(result: Mapping[str, Any], *, target: float = 0.99) -> str:
               f"{_pct(m.get('heldout/auto_precision'))} (target {target:.0%}); draft {_pct(m.get('heldout/draft_share'))}, "
               f"review queue {_pct(m.get('heldout/review_share'))}.", ""]
 
+    loads = result.get("review_load") or {}
+    if loads:
+        lines += ["## Review band against capacity", ""]
+        for name, load in loads.items():
+            lines.append(f"- {name}: {_md(load['message'])}")
+        worst = loads.get("recent") or next(iter(loads.values()))
+        if worst.get("by_reason"):
+            lines += ["", "| reason | tickets | share | a day | planned a day | over plan a day |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            for e in worst["by_reason"]:
+                plan = e.get("planned_share")
+                plan_day = "n/a" if plan is None else f"{plan * worst['tickets_per_day']:,.0f}"
+                lines.append(f"| {e['reason']} | {e['tickets']} | {_pct(e['share'])} | {e['per_day']:,.0f} | "
+                             f"{plan_day} | {e.get('over_plan_per_day', 'n/a')} |")
+        lines.append("")
+
     lines += ["## Recent labelled traffic", ""]
     if d["recent_labelled"]:
         lines.append(f"{d['recent_labelled']} tickets with a reviewer verdict: the current model gets "
