@@ -62,7 +62,7 @@ def pct(values: list[float], q: float) -> float:
 
 def build_bundle(out: Path, params: dict) -> Path:
     from ticket_triage.data import clean_tickets
-    from ticket_triage.decision.triage import build_bundle as build
+    from ticket_triage.decision.bundle import build_bundle as build
     from ticket_triage.ingest.readers import read_tickets
     from ticket_triage.models import build_classifier
     from ticket_triage.taxonomy import parse_taxonomy
