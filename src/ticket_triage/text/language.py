@@ -12,10 +12,10 @@ issue full of code or logs is judged on its English sentences.
 ``prior`` is the language the data set is configured with (``data.language``; a bundle stores
 it as ``Policy.language_prior``): the answer is another language only on clear evidence (at
 least ``PRIOR_MIN_EVIDENCE`` stopwords of it and ``PRIOR_MARGIN`` times the prior's score),
-and a text with no signal is taken to be in the prior. A hundred-odd microseconds per ticket
-(``benchmarks/bench_language.py``: measured against lingua-language-detector, which is ~40x
-slower and no more accurate on the bundled sets); meant for routing ("unsupported_language")
-and slicing metrics, not linguistics.
+and a text with no signal is taken to be in the prior. Well under a millisecond per ticket
+(``benchmarks/bench_language.py``: measured against lingua-language-detector, which is ~7x
+slower, flags one English GitHub issue fewer and misses half the non-English ones); meant for
+routing ("unsupported_language") and slicing metrics, not linguistics.
 """
 
 from __future__ import annotations
