@@ -74,6 +74,7 @@ review: install  ## the review page alone (127.0.0.1:8081/review/)
 	$(BIN)/triage review
 
 mlflow-ui: install  ## open the tracking store in the MLflow UI on 127.0.0.1:5000
+	@echo "training runs: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (MLflow 3 opens in GenAI mode otherwise)"
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 bench: install  ## run the benchmarks (minutes)

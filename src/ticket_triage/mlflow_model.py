@@ -9,6 +9,7 @@ row per ticket with topic, confidence, band, urgency, reason and source.
 from __future__ import annotations
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
@@ -18,9 +19,8 @@ class TriagePyfunc(PythonModel):
 
         self.triage = Triage.load(context.artifacts["bundle"])
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
+    # the DataFrame hint tells MLflow that the logged signature (not the hint) describes the input
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         records = model_input.to_dict(orient="records") if hasattr(model_input, "to_dict") else list(model_input)
         decisions = self.triage.decide(records)
         return pd.DataFrame([{"topic": d.topic, "confidence": d.confidence, "band": d.band, "urgency": d.urgency,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -19,9 +20,7 @@ MODEL_NAME = "ticket-triage"
 EXPERIMENT_KIND = "custom_model_development"
 
 #: Library warnings that say nothing to a user of this project and would repeat for every
-#: candidate; filtered once, when tracking is set up (module, message regex, category). MLflow's
-#: advice to type-hint ``predict`` is not filterable from outside (MLflow wraps the check in its
-#: own "once" filter): it shows once per process.
+#: candidate; filtered once, when tracking is set up (module, message regex, category).
 _NOISY_WARNINGS: tuple[tuple[str, str, type[Warning]], ...] = (
     (r"mlflow\..*", r"Operation with range is deprecated", Warning),   # pandas 3 via mlflow.models.utils
     (r"mlflow\..*", r"The ``noload`` loader strategy is deprecated", Warning),  # SQLAlchemy 2.1 via the store
@@ -49,6 +48,8 @@ def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
     quiet_library_warnings()
+    if not sys.stderr.isatty():  # MLflow's download bars are \r-redrawn lines in a log
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     name = experiment or cfg.get("experiment", "ticket-triage")
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:

@@ -96,7 +96,7 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
     from ticket_triage.decision.bundle import build_bundle
     from ticket_triage.decision.triage import Triage
     from ticket_triage.models import build_classifier
-    from ticket_triage.models.base import check_training_data
+    from ticket_triage.models.base import check_training_data, heartbeat
 
     texts = [r["text"] for r in train_rows]
     labels = _labels(train_rows, cand.label_level)
@@ -109,14 +109,16 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
     kw = {}
     if getattr(clf, "uses_validation", False):  # early stopping on the validation split
         kw["validation"] = ([r["text"] for r in val_rows], _labels(val_rows, cand.label_level))
-    clf.fit(texts, labels, progress=progress, **kw)
+    with heartbeat(f"{cand.name}: fit"):
+        clf.fit(texts, labels, progress=progress, **kw)
     train_s = time.perf_counter() - t0
     log.info("%s: fitted in %.0f s; building the bundle (calibration, cross-fit, thresholds, urgency)",
              cand.name, train_s)
     p = copy.copy(params)  # shallow: only the thresholds section is replaced (by the candidate's)
     p["thresholds"] = cand.thresholds
-    bundle = build_bundle(clf, train_rows, val_rows, p, out_dir, label_level=cand.label_level,
-                          model_version=cand.name, progress=progress)
+    with heartbeat(f"{cand.name}: bundle"):
+        bundle = build_bundle(clf, train_rows, val_rows, p, out_dir, label_level=cand.label_level,
+                              model_version=cand.name, progress=progress)
     triage = Triage.load(bundle)
     target = target_precision(params)
     log.info("%s: bundle built (%.0f s in all); scoring %d validation tickets", cand.name,

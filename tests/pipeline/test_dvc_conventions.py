@@ -143,3 +143,11 @@ def test_metrics_files_hold_no_timings():
     m = {"val/accuracy": 0.9, "train/seconds": 12.0, "val/latency_ms_per_ticket": 3.0,
          "val/single_latency_ms": 4.0, "val/refunds/f1": 0.5}
     assert headline(m) == {"val/accuracy": 0.9}
+
+
+def test_train_script_takes_no_overrides():
+    """Sweeps are DVC experiments (`dvc exp run --queue -S ...`); the script does not imitate Hydra."""
+    r = subprocess.run([sys.executable, "pipelines/train.py", "-m", "model=tfidf_logreg,embed_logreg"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "dvc exp run" in r.stderr and "Traceback" not in r.stderr

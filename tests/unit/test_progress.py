@@ -63,3 +63,19 @@ def test_progress_bar_on_a_terminal_is_tqdm(monkeypatch):
         assert isinstance(bar, tqdm)
     finally:
         bar.close()
+
+
+def test_heartbeat_logs_while_a_step_runs_and_stops_after(caplog):
+    import threading
+    import time
+
+    from ticket_triage.models.base import heartbeat
+
+    caplog.set_level(logging.INFO, logger="ticket_triage.progress")
+    with heartbeat("fit x", interval=0.05):
+        time.sleep(0.3)
+    n = len(caplog.messages)
+    assert n >= 2 and all(m.startswith("fit x: still running, ") for m in caplog.messages)
+    time.sleep(0.2)
+    assert len(caplog.messages) == n                      # nothing after the block
+    assert not any(t.name == "heartbeat" for t in threading.enumerate())

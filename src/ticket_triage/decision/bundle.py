@@ -9,6 +9,7 @@ the validation split (plus cross-fitted out-of-fold scores) and writes the bundl
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,6 +18,8 @@ import yaml
 
 from ticket_triage.decision.triage import Neighbours, POLICY_FILE, Policy, _raw_topic_proba
 from ticket_triage.taxonomy import Taxonomy, parse_taxonomy
+
+log = logging.getLogger(__name__)
 
 
 def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_rows: Sequence[Mapping[str, Any]],
@@ -62,6 +65,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     stub = Policy(family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
                   calibrator={"method": "none"}, thresholds={}, ood=None, languages=[])
     val_texts = [r["text"] for r in val_rows]
+    log.info("bundle: calibrating on %d validation tickets", len(val_texts))
     raw = _raw_topic_proba(classifier, stub, val_texts)
     y_val = np.array([topics.index(r["topic"]) if r["topic"] in topics else -1 for r in val_rows])
     keep = y_val >= 0
@@ -75,6 +79,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     sample = np.arange(len(train_rows))
     if len(sample) > max_neighbours:
         sample = np.sort(rng.choice(sample, max_neighbours, replace=False))
+    log.info("bundle: out-of-scope scorer and neighbours on %d training tickets", len(sample))
     train_emb = classifier.embed([train_rows[i]["text"] for i in sample])
     ood_dict = None
     if train_emb is not None:
@@ -129,6 +134,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
         tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]
         tune_y = np.r_[tune_y, cf.y_idx]
+    log.info("bundle: tuning thresholds on %d scores", len(tune_conf))
     th_cfg["reserved_review_share"], reserved_info = _reserved_review_share(
         th_cfg, ood_share, val_texts, params, taxonomy)
     thresholds = tune_thresholds(tune_conf, tune_pred, tune_y, topics, th_cfg)
@@ -181,6 +187,7 @@ def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[st
     """Urgency classifier where the history carries urgency; secondary-tag tagger where tickets
     carry several tags. Both are optional parts of the bundle."""
     cfg = dict((params.get("train") or {}))
+    log.info("bundle: urgency and secondary-tag models on %d training tickets", len(train_rows))
     texts = [r["text"] for r in train_rows]
     urg = [r.get("urgency") for r in train_rows]
     have = [i for i, u in enumerate(urg) if u in ("P0", "P1", "P2", "P3")]

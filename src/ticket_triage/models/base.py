@@ -158,6 +158,41 @@ class _NoProgress(LogProgress):
         self._closed = True
 
 
+class heartbeat:
+    """``with heartbeat("fit ensemble-tag"):`` logs ``fit ensemble-tag: still running, 60 s``
+    every ``interval`` seconds (``TRIAGE_PROGRESS_SECONDS``, default 30) while the block runs:
+    for steps that cannot count their own progress (a solver's fit), so a log is never silent
+    for minutes. The logging thread stops when the block ends."""
+
+    def __init__(self, desc: str, interval: float | None = None, logger: Any = None) -> None:
+        import logging
+        import os
+
+        self.desc = desc
+        self.interval = float(interval if interval is not None
+                              else os.environ.get("TRIAGE_PROGRESS_SECONDS", PROGRESS_LOG_SECONDS))
+        self.log = logger or logging.getLogger("ticket_triage.progress")
+
+    def __enter__(self) -> "heartbeat":
+        import threading
+        import time
+
+        self._stop = threading.Event()
+        start = time.monotonic()
+
+        def beat() -> None:
+            while not self._stop.wait(self.interval):
+                self.log.info("%s: still running, %.0f s", self.desc, time.monotonic() - start)
+
+        self._thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def progress_bar(iterable: Any = None, *, total: int | None = None, desc: str = "", unit: str = "it",
                  progress: bool = True) -> Any:
     """A tqdm bar on a terminal; :class:`LogProgress` (periodic log lines) when stderr is a log
