@@ -126,6 +126,7 @@ def test_built_bento_serves_the_model_it_was_built_with(tiny_bundle, tmp_path, f
     for k in ("TRIAGE_BUNDLE", "TRIAGE_BENTO_MODEL", "MLFLOW_TRACKING_URI"):
         env.pop(k, None)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/empty.db"  # no registry fallback to hide a miss
+    env["TRIAGE_API_KEYS"] = "bento-test-key-0123456789"  # /info/ready names the bundle source to key holders
     r = subprocess.run([sys.executable, "-c", BUILD, str(tiny_bundle), str(ROOT), str(tmp_path / "bentofile.yaml")],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -152,7 +153,8 @@ def test_built_bento_serves_the_model_it_was_built_with(tiny_bundle, tmp_path, f
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"Authorization": "Bearer bento-test-key-0123456789"}) as client:
             while True:
                 assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
                 try:
