@@ -5,12 +5,17 @@ import logging
 import sys
 
 from ticket_triage.config import load_params
-from ticket_triage.stages import run_promote
+from ticket_triage.stages import PromotionRefused, run_promote
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run_promote(load_params()), indent=2, default=str))
+    try:
+        result = run_promote(load_params())
+    except (PromotionRefused, LookupError) as exc:  # nothing to promote, or not comparable: say what to do
+        print(f"promote: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 

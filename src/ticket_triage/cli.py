@@ -1,5 +1,6 @@
 """`triage`: the command line. Thin: every command calls the library.
 
+    triage init EXPORT --name NAME           profile your export; draft conf/data/NAME.yaml + a taxonomy
     triage config compose [OVERRIDE ...]     compose conf/ into params.yaml
     triage taxonomy check PATH               validate a taxonomy file
     triage ingest PATH --format F --out DIR  read an export into canonical tickets
@@ -26,9 +27,13 @@ from ticket_triage.config import DEFAULT_REVIEW_DB_URL, target_precision
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from ticket_triage.config import compose, write_params
+    from ticket_triage.config import ConfigError, compose, write_params
 
-    params = compose(args.overrides)
+    try:
+        params = compose(args.overrides)
+    except ConfigError as exc:  # an unknown group member, a bad override: no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     path = write_params(params, args.out)
     print(f"wrote {path} ({len(params)} sections: {', '.join(params)})")
     return 0
@@ -63,6 +68,8 @@ def _load_mapping(path: str | None) -> tuple[dict | None, dict]:
     import yaml
 
     cfg = yaml.safe_load(Path(path).read_text()) or {}
+    if isinstance(cfg.get("data"), dict):  # a `# @package _global_` data config (as `triage init` drafts it)
+        cfg = cfg["data"]
     return cfg.get("mapping"), cfg
 
 
@@ -84,12 +91,54 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from ticket_triage.config import ConfigError, find_root
+    from ticket_triage.ingest.profile import ProfileError, check_profile, draft_configs, profile_export
+
+    try:
+        root = find_root()
+        prof = profile_export(args.path, args.format, label=args.label, date=args.date, text=args.text,
+                              subject=args.subject, id_column=args.id)
+        print("\n".join(prof.lines()))
+        check_profile(prof, allow_no_dates=args.no_dates)
+        export = Path(args.path).resolve()
+        try:
+            in_config = str(export.relative_to(root))
+        except ValueError:
+            in_config = str(export)
+        data_path, tax_path = draft_configs(prof, args.name, root / "conf", path_in_config=in_config,
+                                            language=args.language, force=args.force)
+    except (ProfileError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {data_path.relative_to(root)} and {tax_path.relative_to(root)} (a skeleton: edit its descriptions "
+          "and examples, merge labels with maps_from)")
+    print(f"next: triage config compose data={args.name} taxonomy={args.name} && dvc repro")
+    return 0
+
+
 def _resolve_bundle(bundle: str | None, alias: str) -> Path:
     """``--bundle``, else the one order of :func:`ticket_triage.bundles.resolve_bundle` (the
-    local sweep winner last)."""
+    local sweep winner last). A bundle the user did not name (``--bundle``, ``$TRIAGE_BUNDLE``)
+    must be the configured dataset's: another dataset's model is refused, never served silently."""
+    import json as _json
+
+    from ticket_triage import tracking
     from ticket_triage.bundles import resolve_bundle
 
-    return resolve_bundle(bundle, alias=alias, local_winner=Path("artifacts/train/winner"))[0]
+    path, where = resolve_bundle(bundle, alias=alias, local_winner=Path("artifacts/train/winner"))
+    if where not in ("given", "env:TRIAGE_BUNDLE"):
+        want = tracking.current_dataset()
+        policy = Path(path) / "policy.json"
+        got = _json.loads(policy.read_text()).get("dataset") if policy.is_file() else None
+        if want and got and want != got:
+            raise LookupError(f"the model at {path} ({where}) was trained on dataset {got!r}, but the configured "
+                              f"dataset is {want!r} (params.yaml data.name / $TRIAGE_DATASET): run `dvc repro` for "
+                              f"{want!r}, or pass --bundle to choose a model explicitly")
+    return path
+
+
+_LABEL_FIELDS = ("topic", "tags", "urgency")  # labels, not inputs: new tickets need not have them
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -98,21 +147,37 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     tickets: list[dict[str, Any]] = []
     language_prior = None
     if args.file:
-        from ticket_triage.ingest.readers import read_tickets
+        from ticket_triage.ingest.readers import IngestError, read_tickets
 
         fmt = args.format or Path(args.file).suffix.lstrip(".") or "csv"
-        mapping, map_cfg = _load_mapping(args.mapping)
-        language_prior = map_cfg.get("language")  # the data config's language: a prior, not a label
-        if mapping is None and fmt == "csv":
+        try:
+            mapping, cfg = _load_mapping(args.mapping)
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read --mapping {args.mapping}: {exc}", file=sys.stderr)
+            return 2
+        language_prior = cfg.get("language")  # the data config's language: a prior, not a label
+        header: list[str] = []
+        if fmt == "csv" and Path(args.file).is_file():
             import csv
 
-            with open(args.file, newline="", encoding="utf-8-sig") as f:
+            with open(args.file, newline="", encoding="utf-8-sig", errors="replace") as f:
                 header = next(csv.reader(f), [])
+        if mapping is None and fmt == "csv":
             mapping = {"body": next((c for c in ("body", "text", "description") if c in header), header[-1] if header else "body")}
             for c in ("id", "subject", "created_at"):
                 if c in header:
                     mapping[c] = c
-        tks, rejected, _ = read_tickets(args.file, fmt, mapping)
+        elif mapping is not None:
+            mapping = {k: v for k, v in mapping.items() if k not in _LABEL_FIELDS}
+            if header:  # optional fields the new file lacks are left out, not refused
+                mapping = {k: v for k, v in mapping.items()
+                           if k in ("body", "subject") or all(c in header for c in ([v] if isinstance(v, str) else v))}
+        defaults = {k: cfg[k] for k in ("channel",) if cfg.get(k)}
+        try:
+            tks, rejected, _ = read_tickets(args.file, fmt, mapping, defaults=defaults)
+        except (IngestError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         for r in rejected:
             print(json.dumps({"rejected": r.to_dict() if hasattr(r, "to_dict") else r}, default=str), file=sys.stderr)
         tickets = [t.to_dict() for t in tks]
@@ -122,7 +187,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print("error: give a ticket text or --file tickets.csv", file=sys.stderr)
         return 2
     try:
-        triage = Triage.load(_resolve_bundle(args.bundle, args.alias))
+        bundle = _resolve_bundle(args.bundle, args.alias)
+        triage = Triage.load(bundle)
     except (FileNotFoundError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -191,7 +257,8 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
         path = export_corrections(store, args.out or cfg.get("feedback_dir", "data/feedback"))
         print(f"wrote {path}" if path else "no new corrections since the last export")
         if path:
-            print("next: `dvc add data && dvc repro` retrains with them")
+            print("next: `dvc add data && dvc repro -f ingest && dvc repro` retrains with them (the ingest stage "
+                  "tracks the export, not the feedback folder)")
         return 0
     print(format_report(feedback_report(store, confidence=float(cfg.get("audit_confidence", 0.95)),
                                         method=cfg.get("audit_interval", "clopper_pearson"))))
@@ -270,6 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--out", default="params.yaml")
     cc.set_defaults(func=_cmd_config)
 
+    n = sub.add_parser(
+        "init", help="profile your export (columns, labels, dates) and draft its data config and taxonomy",
+        description="Read an export (CSV, JSONL, Parquet), show its columns, label counts and date range, guess "
+                    "which column is the id, date, subject, body and label, and write conf/data/NAME.yaml and "
+                    "a taxonomy skeleton conf/taxonomy/NAME.yaml with the labels found. Then: "
+                    "`triage config compose data=NAME taxonomy=NAME && dvc repro`.")
+    n.add_argument("path", help="the export file")
+    n.add_argument("--name", required=True, help="dataset name: names the config files, held-out set and champion")
+    n.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: from the file extension")
+    n.add_argument("--label", help="the label column (topic, category, queue); default: guessed")
+    n.add_argument("--date", help="the creation-time column; default: guessed")
+    n.add_argument("--text", help="the body column; default: guessed")
+    n.add_argument("--subject", help="the subject/title column; default: guessed")
+    n.add_argument("--id", help="the ticket id column; default: guessed (else ids are generated)")
+    n.add_argument("--language", help="the tickets' language (ISO 639-1, e.g. en): a prior for language checks")
+    n.add_argument("--no-dates", action="store_true", help="accept an export without dates (random split)")
+    n.add_argument("--force", action="store_true", help="overwrite existing conf/data/NAME.yaml and taxonomy")
+    n.set_defaults(func=_cmd_init)
+
     t = sub.add_parser("taxonomy", help="validate a taxonomy")
     tsub = t.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("check", help="print a summary of a taxonomy file, or every problem in it")
@@ -289,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--subject")
     k.add_argument("--file", help="a CSV/JSONL/Parquet file of tickets")
     k.add_argument("--format", choices=["csv", "jsonl", "parquet", "zendesk", "intercom", "front"])
-    k.add_argument("--mapping", help="a conf/data/*.yaml mapping for --file")
+    k.add_argument("--mapping", help="a conf/data/*.yaml for --file: its mapping (label columns are not needed) "
+                                     "and its language/channel")
     k.add_argument("--bundle", help="a model bundle folder (default: $TRIAGE_BUNDLE, else the registry alias, "
                    "else artifacts/train/winner; see ticket_triage.bundles)")
     k.add_argument("--alias", default="champion", help="registry alias to load (champion|challenger|local)")

@@ -5,8 +5,13 @@ Counts are conserved at every step and written to a report:
 * clean: ``in = kept + duplicates + set_aside + rejected``. Tickets whose source tags map to
   no taxonomy topic are *set aside* (kept in a file, not trained on); tickets with no text
   left after cleaning are *rejected* with a reason.
-* split: ``kept = heldout + train + validation + test``. The held-out set is frozen under
-  ``eval/`` the first time and excluded by id on every later run.
+* split: ``kept = heldout + train + validation + test``. The held-out set belongs to a
+  dataset: it is frozen the first time under ``eval/heldout/<dataset>.jsonl`` with a sidecar
+  ``<dataset>.json`` (dataset name, source fingerprint) and excluded by id on every later run;
+  a held-out set frozen from another source is refused, never silently reused.
+
+Problems a user must fix in their data or config raise :class:`DataError` (the stage scripts
+print it and exit 2, before writing any output).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from ticket_triage.taxonomy import Taxonomy
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+
+
+class DataError(ValueError):
+    """The data or its config cannot give a trustworthy model; the message says what to fix."""
 
 
 # -- JSONL helpers ----------------------------------------------------------------------------
@@ -65,6 +74,8 @@ class CleanReport:
     languages: dict[str, int] = field(default_factory=dict)
     label_counts: dict[str, int] = field(default_factory=dict)
     topics_without_history: list[str] = field(default_factory=list)
+    unmapped_tags: dict[str, int] = field(default_factory=dict)
+    maps_from_suggestions: dict[str, str] = field(default_factory=dict)
     cleaning_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +132,7 @@ def clean_tickets(
     aside: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
+    unmapped: Counter[str] = Counter()
     iterator: Iterable[Ticket] = tickets
     if progress:  # a bar on a terminal, a log line every 30 s otherwise
         from ticket_triage.models.base import progress_bar
@@ -139,6 +151,8 @@ def clean_tickets(
         topic, fine = resolve_topic(t, taxonomy)
         if topic is None:
             row["reason"] = "unmapped_tags" if (t.tags or t.topic) else "no_label"
+            if t.topic or t.tags:
+                unmapped.update([t.topic] if t.topic else list(dict.fromkeys(t.tags)))
             aside.append(row)
             continue
         if topic != t.topic:
@@ -160,7 +174,76 @@ def clean_tickets(
     report.languages = dict(Counter(r.get("language") or "und" for r in kept).most_common())
     report.label_counts = dict(sorted(Counter(r["topic"] for r in kept).items()))
     report.topics_without_history = taxonomy.missing_history(report.label_counts)
+    report.unmapped_tags = dict(unmapped.most_common())
+    report.maps_from_suggestions = suggest_maps_from(report.unmapped_tags, taxonomy.topic_ids)
     return kept, aside, rejected, report
+
+
+def _norm_label(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in s.casefold()).strip("_")
+
+
+def suggest_maps_from(tags: Iterable[str], topic_ids: Sequence[str]) -> dict[str, str]:
+    """Unmapped source tag -> the topic id it looks like (same words up to case and
+    punctuation, one containing the other, or a close spelling): a ``maps_from`` suggestion."""
+    import difflib
+
+    norm_ids = {_norm_label(t): t for t in topic_ids}
+    out: dict[str, str] = {}
+    for tag in tags:
+        n = _norm_label(tag)
+        if not n:
+            continue
+        hit = norm_ids.get(n)
+        if hit is None:
+            contained = [t for k, t in norm_ids.items() if len(k) >= 3 and len(n) >= 3 and (k in n or n in k)]
+            hit = contained[0] if len(contained) == 1 else None
+        if hit is None:
+            close = difflib.get_close_matches(n, list(norm_ids), n=1, cutoff=0.8)
+            hit = norm_ids[close[0]] if close else None
+        if hit is not None:
+            out[tag] = hit
+    return out
+
+
+def check_clean(report: CleanReport, cfg: Mapping[str, Any] | None, taxonomy: Taxonomy) -> None:
+    """Raise :class:`DataError` when the cleaned data cannot train a trustworthy model: the
+    taxonomy maps nothing, fewer than two labels are left, or more than
+    ``clean.max_unmapped_share`` of the tickets were set aside."""
+    cfg = dict(cfg or {})
+    where = (f"the taxonomy '{taxonomy.name}' (conf/taxonomy/<file>.yaml: a topic's `id`, or its "
+             "`maps_from` list of source tags)")
+
+    def tags_line(limit: int = 15) -> str:
+        items = list(report.unmapped_tags.items())
+        shown = ", ".join(f"{t!r} ({n})" for t, n in items[:limit])
+        more = f", ... {len(items) - limit} more" if len(items) > limit else ""
+        sugg = "; ".join(f"add {t!r} to maps_from of topic {tid!r}" for t, tid in report.maps_from_suggestions.items())
+        return shown + more + (f". Suggestions: {sugg}" if sugg else "")
+
+    if report.tickets_in and report.kept == 0:
+        if report.unmapped_tags:
+            raise DataError(f"the taxonomy maps nothing: none of the {report.tickets_in} tickets has a label that is "
+                            f"a topic of {where}. Labels found: {tags_line()}. Edit the taxonomy so its topics "
+                            "cover these labels (`triage init` drafts one from the export)")
+        raise DataError(f"none of the {report.tickets_in} tickets has a label (set aside: "
+                        f"{report.set_aside_by_reason}, rejected: {report.rejected_by_reason}): map the export's "
+                        "label column as mapping.topic or mapping.tags in the data config (conf/data/<name>.yaml)")
+    if report.tickets_in and len(report.label_counts) < 2:
+        raise DataError(f"only one label is left after cleaning ({report.label_counts}): a classifier needs at "
+                        "least two. Check the label column in the data config (mapping.topic / mapping.tags) and "
+                        f"that {where} maps the other labels" + (f"; unmapped: {tags_line()}" if report.unmapped_tags else ""))
+    limit = float(cfg.get("max_unmapped_share", 0.05))
+    share = report.set_aside / report.tickets_in if report.tickets_in else 0.0
+    if share > limit:
+        reasons = ", ".join(f"{k}: {v}" for k, v in report.set_aside_by_reason.items())
+        msg = (f"{report.set_aside} of {report.tickets_in} tickets ({share:.1%}) were set aside ({reasons}), more than "
+               f"clean.max_unmapped_share={limit:g}.")
+        if report.unmapped_tags:
+            msg += f" Unmapped source tags: {tags_line()}. Map them in {where}, or add a topic for them"
+        else:
+            msg += " They have no label: check the label column (mapping.topic / mapping.tags) in conf/data/<name>.yaml"
+        raise DataError(msg + "; or raise clean.max_unmapped_share if setting them aside is intended")
 
 
 # -- split ------------------------------------------------------------------------------------
@@ -194,6 +277,86 @@ def _date_range(rows: Sequence[dict[str, Any]]) -> list[str | None]:
     return [dates[0], dates[-1]] if dates else [None, None]
 
 
+def _label_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    return dict(sorted(Counter(str(r["topic"]) for r in rows).items()))
+
+
+def _fmt_counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} ({v})" for k, v in counts.items())
+
+
+def _load_heldout(heldout_path: Path, rows: Sequence[dict[str, Any]],
+                  dataset: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]], str]:
+    """The frozen held-out set at ``heldout_path``, checked against ``dataset`` (name,
+    fingerprint): reused when it was frozen from this source, or when the source changed but
+    >= 90% of its tickets are still in the data (an export that grew); refused otherwise."""
+    heldout = list(iter_jsonl(heldout_path))
+    meta_path = heldout_path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if not dataset:
+        return heldout, "reused"
+    name, fp = dataset.get("name"), dataset.get("fingerprint")
+    if meta.get("dataset") not in (None, name):
+        raise DataError(f"the held-out set {heldout_path} belongs to dataset {meta.get('dataset')!r}, not {name!r}: "
+                        f"set paths.heldout to eval/heldout/{name}.jsonl (the default `eval/heldout/${{data.name}}.jsonl` "
+                        "does this), or delete the file to freeze a new one")
+    if meta.get("source_fingerprint") == fp and meta.get("dataset") == name:
+        return heldout, "reused"
+    by_id = {str(r["id"]): r for r in rows}
+    found = sum(1 for h in heldout if (r := by_id.get(str(h["id"]))) is not None
+                and (r.get("text") == h.get("text") or r.get("topic") == h.get("topic")))
+    if heldout and found < 0.9 * len(heldout):
+        raise DataError(f"the held-out set {heldout_path} was frozen from another source "
+                        f"(dataset {meta.get('dataset', 'unknown')!r}, fingerprint {meta.get('source_fingerprint', 'unknown')}); "
+                        f"only {found} of its {len(heldout)} tickets are in this data ({name!r}, fingerprint {fp}). "
+                        "Scoring a model on another dataset's tickets means nothing: give this data its own "
+                        f"data.name, or delete {heldout_path} (and {meta_path.name}) to freeze a new held-out set")
+    return heldout, "reused (the source changed since it was frozen; " f"{found} of {len(heldout)} tickets still in it)"
+
+
+def _split_by_date_per_label(pool: Sequence[dict[str, Any]], fractions: Sequence[float]) -> dict[str, list[dict[str, Any]]]:
+    """Time order within each label: each label's oldest tickets train, the next validate,
+    the newest test, so every label is in every split however the labels cluster in time."""
+    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in pool:
+        by_label[str(r["topic"])].append(r)
+    out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    for lab in sorted(by_label):
+        items = sorted(by_label[lab], key=lambda r: (r["created_at"], str(r["id"])))
+        n = len(items)
+        n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
+        n_test = max(1, round(n * fractions[2])) if fractions[2] > 0 else 0
+        n_train = n - n_val - n_test
+        out["train"] += items[:n_train]
+        out["validation"] += items[n_train:n_train + n_val]
+        out["test"] += items[n_train + n_val:]
+    for name in SPLITS:
+        out[name].sort(key=lambda r: (r["created_at"], str(r["id"])))
+    return out
+
+
+def split_warnings(splits: Mapping[str, Sequence[Mapping[str, Any]]], cfg: Mapping[str, Any]) -> list[str]:
+    """Validation sets that make the winner and thresholds untrustworthy: one label above
+    ``split.max_label_share`` of validation, labels below ``split.min_validation_per_label``."""
+    val = splits["validation"]
+    counts = Counter(str(r["topic"]) for r in val)
+    labels = sorted({str(r["topic"]) for part in splits.values() for r in part})
+    max_share = float(cfg.get("max_label_share", 0.7))
+    min_val = int(cfg.get("min_validation_per_label", 20))
+    out = []
+    for lab, c in counts.most_common():
+        if val and c / len(val) > max_share:
+            out.append(f"label {lab!r} is {c / len(val):.0%} of validation ({c} of {len(val)}, over "
+                       f"split.max_label_share={max_share:g}): the sweep's winner and the thresholds are chosen "
+                       "mostly on it; add tickets of the other labels")
+    low = {lab: counts.get(lab, 0) for lab in labels if counts.get(lab, 0) < min_val}
+    if low:
+        out.append(f"labels with fewer than {min_val} validation tickets (split.min_validation_per_label): "
+                   f"{_fmt_counts(low)}: their validation metrics and thresholds are noisy; add labelled tickets "
+                   "or raise split.validation")
+    return out
+
+
 def split_tickets(
     rows: Sequence[dict[str, Any]],
     cfg: Mapping[str, Any],
@@ -201,8 +364,15 @@ def split_tickets(
     heldout_path: str | Path,
     seed: int = 42,
     min_train_examples: int | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]], dict[str, Any]]:
     """Split cleaned rows into train/validation/test, freezing a held-out set first.
+
+    Strategies: ``date`` (time order within each label: every label in every split),
+    ``date_global`` (one cut through time for all labels; refused when it leaves a label out
+    of validation or test), ``stratified`` (random, per label). ``dataset`` (``name``,
+    ``fingerprint``) ties the held-out set to its source (see :func:`_load_heldout`).
+    Raises :class:`DataError` before writing anything when a split would miss a label.
 
     Returns ({"train": [...], "validation": [...], "test": [...]}, heldout_rows, report).
     """
@@ -214,30 +384,39 @@ def split_tickets(
     heldout_path = Path(heldout_path)
     heldout_size = int(cfg.get("heldout_size", 200))
 
-    # 1. held-out: frozen the first time, excluded by id afterwards
+    # 1. held-out: frozen the first time (per dataset), excluded by id afterwards
     if heldout_path.is_file():
-        heldout = list(iter_jsonl(heldout_path))
+        heldout, heldout_status = _load_heldout(heldout_path, rows, dataset)
         held_ids = {str(r["id"]) for r in heldout}
         pool = [r for r in rows if str(r["id"]) not in held_ids]
-        heldout_status = "reused"
     else:
         idx = _stratified_pick(rows, min(heldout_size, len(rows) // 5), rng)
         heldout = [rows[i] for i in sorted(idx)]
         held_ids = {str(r["id"]) for r in heldout}
         pool = [r for i, r in enumerate(rows) if i not in idx]
-        write_jsonl(heldout_path, heldout)
         heldout_status = "created"
 
-    # 2. date split, or stratified when timestamps are missing
+    # 2. every label needs a ticket in train, validation and test
+    pool_counts = _label_counts(pool)
+    thin = {lab: c for lab, c in pool_counts.items() if c < 3}
+    if thin:
+        raise DataError(f"labels with fewer than 3 tickets besides the held-out set (one each is needed for train, "
+                        f"validation and test): {_fmt_counts(thin)}. Label more tickets of them, fold them into "
+                        "another topic (add the source tag to that topic's maps_from in the taxonomy), or remove "
+                        "the topic from the taxonomy")
+
+    # 3. date split, or stratified when timestamps are missing
     strategy = cfg.get("strategy", "date")
     has_dates = bool(pool) and all(r.get("created_at") for r in pool)
-    if strategy == "date" and not has_dates:
+    if strategy in ("date", "date_global") and not has_dates:
         missing = sum(1 for r in pool if not r.get("created_at"))
         warnings.append(f"{missing} of {len(pool)} tickets have no created_at: fell back to a stratified "
                         "random split, which overstates accuracy on correlated tickets")
         strategy = "stratified"
     splits: dict[str, list[dict[str, Any]]]
     if strategy == "date":
+        splits = _split_by_date_per_label(pool, fractions)
+    elif strategy == "date_global":
         ordered = sorted(pool, key=lambda r: (r["created_at"], str(r["id"])))
         n = len(ordered)
         n_train = int(round(n * fractions[0]))
@@ -256,9 +435,28 @@ def split_tickets(
             "test": [pool[i] for i in sorted(test_idx)],
         }
     else:
-        raise ValueError(f"unknown split strategy {strategy!r}: use 'date' or 'stratified'")
+        raise ValueError(f"unknown split strategy {strategy!r}: use 'date', 'date_global' or 'stratified'")
+    for name in SPLITS:
+        missing_labels = {lab: c for lab, c in pool_counts.items() if lab not in {str(r["topic"]) for r in splits[name]}}
+        if missing_labels:
+            raise DataError(f"the {strategy} split leaves labels out of {name}: {_fmt_counts(missing_labels)} "
+                            f"(tickets per label; {name} has {_fmt_counts(_label_counts(splits[name]))}). "
+                            "Use split.strategy=date (time order within each label), or add tickets of these labels")
+    warnings += split_warnings(splits, cfg)
 
-    # 3. report
+    # 4. report; the held-out set is written only now, when the split is known to be sound
+    if heldout_status == "created":
+        write_jsonl(heldout_path, heldout)
+    if heldout_status == "created" or dataset:
+        meta_path = heldout_path.with_suffix(".json")
+        old = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        meta = {"dataset": (dataset or {}).get("name", old.get("dataset")),
+                "source_fingerprint": old.get("source_fingerprint") or (dataset or {}).get("fingerprint"),
+                "last_source_fingerprint": (dataset or {}).get("fingerprint"),
+                "size": len(heldout), "label_counts": _label_counts(heldout)}
+        if meta != old:
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     min_train = int(min_train_examples if min_train_examples is not None else cfg.get("min_train_examples", 5))
     train_counts = Counter(r["topic"] for r in splits["train"])
     labels = sorted({r["topic"] for r in rows})
@@ -268,6 +466,7 @@ def split_tickets(
         "fractions": dict(zip(SPLITS, fractions)),
         "seed": seed,
         "tickets": len(rows),
+        "dataset": dict(dataset or {}),
         "heldout": {"path": str(heldout_path), "status": heldout_status, "size": len(heldout),
                     "excluded_from_training": sum(1 for r in rows if str(r["id"]) in held_ids)},
         "splits": {

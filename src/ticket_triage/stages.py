@@ -5,18 +5,23 @@ inputs, writes its declared outputs and a metrics JSON, and returns the report: 
 split (data), evaluate (the sweep winner on test and held-out, registered as ``challenger``)
 and promote (challenger vs champion). Training is ``ticket_triage.training``; continuous
 evaluation is ``ticket_triage.monitoring``. :func:`demo_summary` is what `make demo` prints.
+A problem the user must fix raises
+:class:`ticket_triage.data.DataError` (or :class:`PromotionRefused`) before any output is written.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 from ticket_triage.config import target_precision
 from ticket_triage.data import (
     SPLITS,
+    DataError,
+    check_clean,
     clean_tickets,
     iter_jsonl,
     read_tickets_jsonl,
@@ -50,9 +55,13 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
     data = params["data"]
     out = Path(out_dir or params["paths"]["ingest"])
     defaults = {k: data[k] for k in ("channel", "language") if data.get(k)}
+    from ticket_triage.ingest.profile import source_fingerprint
+
+    fingerprint = source_fingerprint(data["path"])
     tickets, rejected, report = read_tickets(
         data["path"], data.get("format", "csv"), data.get("mapping"),
         defaults=defaults, urgency_map=data.get("urgency_map"))
+    check_ingest(tickets, report, data, rejected=rejected)
     feedback_dir = Path(params["paths"].get("feedback", "data/feedback"))
     tickets, n_overridden, n_added = merge_feedback(tickets, feedback_dir)
     write_jsonl(out / "tickets.jsonl", tickets)
@@ -62,12 +71,52 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
     # timing in it would make every rerun look like new data to the stages downstream
     log.info("ingest: read %d rows in %.2f s", summary.get("rows_in", 0), float(summary.pop("seconds", 0.0) or 0.0))
     summary.update({"feedback_overridden": n_overridden, "feedback_added": n_added,
-                    "tickets_written": len(tickets)})
+                    "tickets_written": len(tickets),
+                    "dataset": {"name": str(data.get("name") or "unnamed"), "fingerprint": fingerprint}})
     write_json(out / "report.json", summary)
     write_json(metrics_path, {"ingest/rows_in": summary["rows_in"], "ingest/tickets_out": summary["tickets_out"],
                               "ingest/rejected": summary["rejected"],
                               "ingest/feedback_overridden": n_overridden, "ingest/feedback_added": n_added})
     return summary
+
+
+def check_ingest(tickets: list[Any], report: Any, data: Mapping[str, Any], *, rejected: list[Any] = (),
+                 now: datetime | None = None) -> None:
+    """Refuse an export that cannot train a model: no tickets, no labels, no dates where the
+    data config maps a date column, dates in the future (or before 1990: the readers reject
+    such rows as ``implausible_date``). Raises :class:`DataError`."""
+    mapping = data.get("mapping") or {}
+    name = data.get("name") or "<name>"
+    bad_dates = [r for r in rejected if getattr(r, "reason", None) == "implausible_date"]
+    if bad_dates:
+        ex = "; ".join(str(getattr(r, "detail", ""))[:120] for r in bad_dates[:3])
+        raise DataError(f"{len(bad_dates)} of {report.rows_in} rows are dated in the future or before 1990 (e.g. {ex}): "
+                        f"check that mapping.created_at ({mapping.get('created_at')!r}) is the creation time and how it "
+                        "is written (day/month order, epoch milliseconds vs seconds, time zone); nothing was written")
+    if not tickets:
+        raise DataError(f"no ticket could be read from {data['path']} ({report.rows_in} rows, rejected: "
+                        f"{report.rejected_by_reason}): see the rejected rows' reasons with `triage ingest`, and fix "
+                        f"the mapping in conf/data/{name}.yaml")
+    if not any(t.topic or t.tags for t in tickets):
+        cols = [mapping.get(k) for k in ("topic", "tags") if mapping.get(k)]
+        raise DataError(
+            (f"the label column(s) {cols} are empty in all {len(tickets)} tickets" if cols else
+             f"the data config (conf/data/{name}.yaml) maps no label column (mapping.topic or mapping.tags)")
+            + ": training needs each ticket's topic. Map the column that holds your team's topic, category or "
+            "queue (`triage init EXPORT --name NAME` shows the columns); to classify unlabelled tickets use "
+            "`triage classify --file`")
+    dated = [t.created_at for t in tickets if t.created_at is not None]
+    if mapping.get("created_at") and not dated:
+        raise DataError(f"mapping.created_at is {mapping['created_at']!r} but no ticket has a date there: fix the "
+                        f"column name in conf/data/{name}.yaml, or remove mapping.created_at to accept a random "
+                        "(stratified) split, which overstates accuracy on a ticket stream")
+    now = now or datetime.now(timezone.utc)
+    future = sorted((t.created_at, t.id) for t in tickets if t.created_at is not None and t.created_at > now + timedelta(days=1))
+    if future:
+        ex = ", ".join(f"{tid} ({d.isoformat()})" for d, tid in future[-3:])
+        raise DataError(f"{len(future)} of {len(dated)} tickets are dated in the future (e.g. {ex}): check that "
+                        f"mapping.created_at ({mapping.get('created_at')!r}) is the creation time and how it is written "
+                        "(day/month order, epoch milliseconds vs seconds, time zone); nothing was written")
 
 
 def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metrics/clean.json",
@@ -77,12 +126,30 @@ def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metric
     tickets = read_tickets_jsonl(Path(paths["ingest"]) / "tickets.jsonl")
     kept, aside, rejected, report = clean_tickets(tickets, taxonomy, params.get("clean"), progress=progress,
                                                   language_prior=(params.get("data") or {}).get("language"))
+    if report.unmapped_tags:
+        log.warning("unmapped source tags (tickets set aside): %s",
+                    ", ".join(f"{t} ({n})" for t, n in list(report.unmapped_tags.items())[:20]))
+    if report.maps_from_suggestions:
+        log.warning("maps_from suggestions: %s", ", ".join(f"{t!r} -> topic {tid!r}"
+                                                         for t, tid in report.maps_from_suggestions.items()))
+    check_clean(report, params.get("clean"), taxonomy)
     out = Path(paths["clean"])
     write_jsonl(out / "tickets.jsonl", kept)
     write_jsonl(out / "set_aside.jsonl", aside)
     write_jsonl(out / "rejected.jsonl", rejected)
     rep = report.to_dict()
     rep["conserved"] = report.conserved
+    rep["warnings"] = []
+    if report.unmapped_tags:
+        rep["warnings"].append(
+            f"{report.set_aside_by_reason.get('unmapped_tags', 0)} tickets set aside, their source tags map to no topic: "
+            + ", ".join(f"{t!r} ({n})" for t, n in list(report.unmapped_tags.items())[:20])
+            + "".join(f"; suggestion: add {t!r} to maps_from of topic {tid!r}" for t, tid in report.maps_from_suggestions.items()))
+    if report.topics_without_history:
+        rep["warnings"].append(f"topics with no labelled tickets (new categories): {', '.join(report.topics_without_history)}")
+    ingest_report = Path(paths["ingest"]) / "report.json"
+    rep["dataset"] = (json.loads(ingest_report.read_text()).get("dataset") if ingest_report.is_file() else None) or {
+        "name": str((params.get("data") or {}).get("name") or "unnamed"), "fingerprint": None}
     write_json(out / "report.json", rep)
     write_json(metrics_path, {"clean/tickets_in": report.tickets_in, "clean/kept": report.kept,
                               "clean/duplicates": report.duplicates, "clean/set_aside": report.set_aside,
@@ -96,8 +163,11 @@ def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metric
 def run_split(params: Mapping[str, Any], metrics_path: str | Path = "eval/metrics/split.json") -> dict[str, Any]:
     paths = params["paths"]
     rows = list(iter_jsonl(Path(paths["clean"]) / "tickets.jsonl"))
+    clean_report = Path(paths["clean"]) / "report.json"
+    dataset = (json.loads(clean_report.read_text()).get("dataset") if clean_report.is_file() else None) or {
+        "name": str((params.get("data") or {}).get("name") or "unnamed"), "fingerprint": None}
     splits, heldout, report = split_tickets(
-        rows, params["split"], heldout_path=paths["heldout"], seed=int(params.get("seed", 42)))
+        rows, params["split"], heldout_path=paths["heldout"], seed=int(params.get("seed", 42)), dataset=dataset)
     out = Path(paths["split"])
     for name in SPLITS:
         write_jsonl(out / f"{name}.jsonl", splits[name])
@@ -111,8 +181,9 @@ def run_split(params: Mapping[str, Any], metrics_path: str | Path = "eval/metric
 def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = None,
                  out_dir: str | Path | None = None, metrics_path: str | Path = "eval/metrics.json",
                  plots_dir: str | Path = "eval/plots", register: bool = True) -> dict[str, Any]:
-    """Evaluate the sweep winner once on the test split and on the frozen held-out set, log
-    it to MLflow and register it as ``ticket-triage`` with alias ``challenger``."""
+    """Evaluate the sweep winner once on the test split and on the dataset's frozen held-out
+    set, log it to MLflow and register it as ``ticket-triage``, tagged with its dataset and
+    taxonomy, with the dataset's alias ``challenger-<data.name>``."""
     from ticket_triage import tracking
     from ticket_triage.decision.triage import Triage
 
@@ -124,6 +195,12 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
     target = target_precision(params)
     test_rows = list(iter_jsonl(Path(paths["split"]) / "test.jsonl"))
     held_rows = list(iter_jsonl(paths["heldout"]))
+    dataset = dataset_of(params)
+    held_meta_path = Path(paths["heldout"]).with_suffix(".json")
+    held_meta = json.loads(held_meta_path.read_text()) if held_meta_path.is_file() else {}
+    if held_meta.get("dataset") not in (None, dataset["name"]):
+        raise DataError(f"the held-out set {paths['heldout']} belongs to dataset {held_meta['dataset']!r}, the model to "
+                        f"{dataset['name']!r}: rerun the split stage, or set paths.heldout to eval/heldout/<data.name>.jsonl")
     metrics: dict[str, float] = {}
     details = {}
     for prefix, rows in (("test", test_rows), ("heldout", held_rows)):
@@ -154,7 +231,8 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
                           description=(f"The sweep winner `{winner}` ({family}) scored once on the `{data_name}` "
                                        f"test split ({len(test_rows):,} tickets) and the frozen held-out set "
                                        f"({len(held_rows):,} tickets): {summary}. Its model is registered as "
-                                       "`ticket-triage` with alias `challenger`.")) as run:
+                                       f"`ticket-triage` with alias `{tracking.alias_name('challenger', dataset['name'])}`."
+                                       )) as run:
             if test_rows:
                 tracking.log_dataset(test_rows, Path(paths["split"]) / "test.jsonl", "test", name=f"{data_name}-test")
             if held_rows:
@@ -167,14 +245,30 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
             "heldout_accuracy": head_metrics.get("heldout/accuracy", float("nan")),
             "heldout_macro_f1": head_metrics.get("heldout/macro_f1", float("nan")),
             "test_accuracy": head_metrics.get("test/accuracy", float("nan")),
-            "family": family, "git_sha": tracking.git_sha(), "evaluate_run_id": run.info.run_id},
+            "family": family, "git_sha": tracking.git_sha(), "evaluate_run_id": run.info.run_id,
+            "dataset": dataset["name"], "dataset_fingerprint": dataset.get("fingerprint") or "unknown",
+            "taxonomy": triage.taxonomy.name, "taxonomy_version": str(triage.taxonomy.version)},
             description=(f"`{winner}` ({family}, {triage.policy.label_level} "
                          f"labels) from sweep run {sweep.get('parent_run_id', '?')}, trained on `{data_name}` at git "
                          f"{tracking.git_sha(short=True)} (data md5 {tracking.data_hash()}); {summary}. "
-                         f"Evaluation run {run.info.run_id}."))
+                         f"Evaluation run {run.info.run_id}."), dataset=dataset["name"])
         result["registered_version"] = version
+        result["dataset"] = dataset
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def dataset_of(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset the split stage worked on (name, source fingerprint), from its report;
+    ``data.name`` when there is no report."""
+    rep = Path(params["paths"]["split"]) / "report.json"
+    ds = (json.loads(rep.read_text()).get("dataset") if rep.is_file() else None) or {}
+    return {"name": str(ds.get("name") or (params.get("data") or {}).get("name") or "unnamed"),
+            "fingerprint": ds.get("fingerprint")}
+
+
+class PromotionRefused(ValueError):
+    """The challenger cannot be compared with the champion; nothing was changed."""
 
 
 # -- promote stage -----------------------------------------------------------------------------
@@ -195,27 +289,46 @@ def decide_promotion(challenger: Mapping[str, float], champion: Mapping[str, flo
 
 
 def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None) -> dict[str, Any]:
+    """Make the dataset's challenger its champion unless it is worse by more than
+    ``promote.tolerance``. The first model of a dataset becomes its champion. Raises
+    :class:`PromotionRefused` (and changes nothing) when the two versions disagree on the
+    dataset or taxonomy (name, version), unless ``promote.force``."""
     from ticket_triage import tracking
 
     cfg = dict(params.get("promote") or {})
     metric = cfg.get("metric", "heldout/accuracy")
     tag = metric.replace("/", "_")
+    dataset = dataset_of(params)["name"]
     tracking.setup(params.get("tracking"))
-    chal = tracking.alias_version("challenger")
+    chal = tracking.alias_version("challenger", dataset=dataset)
     if chal is None:
-        raise LookupError("no challenger registered: run the evaluate stage first")
-    champ = tracking.alias_version("champion")
+        raise LookupError(f"no challenger registered for dataset {dataset!r}: run the evaluate stage first")
+    champ = tracking.alias_version("champion", dataset=dataset)
     chal_tags = tracking.version_tags(chal)
     champ_tags = tracking.version_tags(champ) if champ is not None else None
+    differ = {k: (champ_tags.get(k), chal_tags.get(k)) for k in tracking.VERSION_TAGS
+              if champ_tags is not None and champ_tags.get(k) != chal_tags.get(k)}
+    if chal_tags.get("dataset") not in (None, dataset):
+        differ["dataset"] = (dataset, chal_tags.get("dataset"))
+    if differ and not cfg.get("force", False):
+        what = "; ".join(f"{k}: champion {a!r}, challenger {b!r}" for k, (a, b) in differ.items())
+        raise PromotionRefused(
+            f"refusing to compare challenger v{chal.version} with champion v{champ.version if champ else '-'} of "
+            f"dataset {dataset!r}: they differ in {what}. Their held-out scores are not comparable, so the champion "
+            "alias was not changed. To replace the champion anyway (a new taxonomy version was adopted), rerun "
+            "with promote.force=true (`triage config compose ... promote.force=true && dvc repro promote`)")
     to_num = lambda t: {tag: float(t[tag])} if t and tag in t else {}  # noqa: E731
     ok, why = decide_promotion({metric: to_num(chal_tags).get(tag, float("nan"))},
                                {metric: to_num(champ_tags).get(tag, float("nan"))} if champ is not None else None,
                                metric, float(cfg.get("tolerance", 0.01)))
     chal_v = str(chal.version)
     champ_v = str(champ.version) if champ is not None else None
+    if differ:  # promote.force: the user chose to replace a champion of another taxonomy
+        ok, why = True, "promote.force: " + ", ".join(differ) + " differ; the challenger replaces the champion"
     if ok and champ_v != chal_v:
-        tracking.set_alias(chal_v, "champion")
-    result = {"promoted": ok, "reason": why, "challenger_version": chal_v,
+        tracking.set_alias(chal_v, "champion", dataset=dataset)
+    result = {"promoted": ok, "reason": why, "dataset": dataset, "alias": tracking.alias_name("champion", dataset),
+              "challenger_version": chal_v,
               "champion_version": chal_v if ok else champ_v, "previous_champion": champ_v}
     _log_promotion(tracking, result, chal_tags, champ_tags, metric, float(cfg.get("tolerance", 0.01)))
     out = Path(out_path or Path(params["paths"]["promote"]) / "decision.json")
@@ -284,7 +397,7 @@ def demo_summary(root: str | Path = ".") -> str:
         s = spl.get("splits", {})
         lines.append(f"split    {spl.get('strategy')}: train {s.get('train', {}).get('size')}, validation "
                      f"{s.get('validation', {}).get('size')}, test {s.get('test', {}).get('size')}, held-out "
-                     f"{spl.get('heldout', {}).get('size')} frozen in eval/heldout.jsonl")
+                     f"{spl.get('heldout', {}).get('size')} frozen in {spl.get('heldout', {}).get('path', 'eval/heldout/')}")
         for w in spl.get("warnings", []):
             lines.append(f"         note: {w}")
     if trn:

@@ -3,6 +3,12 @@
 The tracking URI comes from ``MLFLOW_TRACKING_URI`` (the Makefile defaults it to the local
 SQLite store ``mlruns.db``); ``tracking.uri`` in params is used only when the variable is
 unset. Nothing happens at import time.
+
+Champions belong to a dataset. All versions are registered under one model, ``ticket-triage``,
+tagged with ``dataset``, ``dataset_fingerprint``, ``taxonomy`` and ``taxonomy_version``; the
+aliases are per dataset: ``champion-<data.name>`` and ``challenger-<data.name>``. Code asks for
+``"champion"`` and gets the champion of the configured dataset (``$TRIAGE_DATASET``, else
+``data.name`` in params.yaml); with no dataset known it refuses rather than guess.
 """
 
 from __future__ import annotations
@@ -37,6 +43,32 @@ def quiet_library_warnings() -> None:
     for module, message, category in _NOISY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
+ENV_DATASET = "TRIAGE_DATASET"
+VERSION_TAGS = ("dataset", "taxonomy", "taxonomy_version")  # a champion and its challenger must agree on these
+
+
+def current_dataset() -> str | None:
+    """The configured dataset: ``$TRIAGE_DATASET``, else ``data.name`` in params.yaml, else None."""
+    if os.environ.get(ENV_DATASET):
+        return os.environ[ENV_DATASET]
+    from ticket_triage.config import ConfigError, load_params
+
+    try:
+        return str((load_params().get("data") or {}).get("name") or "") or None
+    except (ConfigError, OSError, ValueError):
+        return None
+
+
+def alias_name(alias: str, dataset: str | None = None) -> str:
+    """The registry alias of ``alias`` (champion, challenger) for a dataset: ``champion-<dataset>``."""
+    import re
+
+    ds = dataset or current_dataset()
+    if not ds:
+        raise LookupError(f"which dataset's {alias}? Champions are kept per dataset: set {ENV_DATASET}=<data.name>, "
+                          "or run from the project root (params.yaml names the dataset)")
+    return f"{alias}-{re.sub(r'[^A-Za-z0-9_-]', '_', ds)}"
+
 
 def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None) -> str:
     """Point MLflow at the store (env first) and select ``experiment`` (default: the
@@ -68,7 +100,7 @@ EXPERIMENT_DESCRIPTIONS = {
         "Training runs of the support-ticket classifier (`dvc repro` / `dvc exp run`). One `train-<sweep>` "
         "parent run per sweep with one child run per candidate (validation metrics, plots, the model); "
         "`evaluate-*` runs score the winner once on test and held-out tickets and register it as "
-        "`ticket-triage@challenger`; `promote-*` runs compare challenger and champion on held-out accuracy."),
+        "`ticket-triage@challenger-<dataset>`; `promote-*` runs compare challenger and champion on held-out accuracy."),
     "continuous-eval": (
         "Continuous evaluation of the champion (`triage eval run`, the DVC `monitor` stage): frozen held-out "
         "set, recent traffic, drift, failure catalog and cost per routing policy, one run per evaluation."),
@@ -246,53 +278,65 @@ REGISTERED_MODEL_DESCRIPTION = (
 
 
 def register(model_uri: str, alias: str = "challenger", name: str = MODEL_NAME,
-             tags: Mapping[str, str] | None = None, description: str | None = None) -> str:
-    """Register a model version (with its ``description``) and point ``alias`` at it. Returns the version."""
+             tags: Mapping[str, str] | None = None, description: str | None = None, *,
+             dataset: str | None = None) -> str:
+    """Register a model version (with its ``description``), tag it, then point the dataset's
+    ``alias`` (``<alias>-<dataset>``) at it. Returns the version."""
     import mlflow
     from mlflow import MlflowClient
 
+    resolved = alias_name(alias, dataset)
     mv = mlflow.register_model(model_uri, name)
     client = MlflowClient()
     if not (client.get_registered_model(name).description or ""):
         client.update_registered_model(name, description=REGISTERED_MODEL_DESCRIPTION)
     if description:
         client.update_model_version(name, mv.version, description=description)
-    client.set_registered_model_alias(name, alias, mv.version)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, mv.version, k, str(v))
+    client.set_registered_model_alias(name, resolved, mv.version)
     return str(mv.version)
 
 
-def alias_version(alias: str, name: str = MODEL_NAME) -> Any | None:
-    """The model version behind an alias, or None."""
+def alias_version(alias: str, name: str = MODEL_NAME, *, dataset: str | None = None) -> Any | None:
+    """The model version behind the dataset's alias, or None."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
-        return MlflowClient().get_model_version_by_alias(name, alias)
+        return MlflowClient().get_model_version_by_alias(name, alias_name(alias, dataset))
     except MlflowException:
         return None
 
 
-def set_alias(version: str, alias: str, name: str = MODEL_NAME) -> None:
+def set_alias(version: str, alias: str, name: str = MODEL_NAME, *, dataset: str | None = None) -> None:
     from mlflow import MlflowClient
 
-    MlflowClient().set_registered_model_alias(name, alias, version)
+    MlflowClient().set_registered_model_alias(name, alias_name(alias, dataset), version)
 
 
 def version_tags(version: Any) -> dict[str, str]:
     return dict(getattr(version, "tags", {}) or {})
 
 
-def download_bundle(alias: str = "champion", dst: str | Path | None = None, name: str = MODEL_NAME) -> Path:
-    """Download the bundle behind a registry alias; returns the local bundle directory."""
+def download_bundle(alias: str = "champion", dst: str | Path | None = None, name: str = MODEL_NAME, *,
+                    dataset: str | None = None) -> Path:
+    """Download the bundle behind the dataset's registry alias; returns the local bundle
+    directory. Refuses a version tagged with another dataset."""
     import mlflow
 
-    mv = alias_version(alias, name)
+    resolved = alias_name(alias, dataset)
+    ds = resolved[len(alias) + 1:]
+    mv = alias_version(alias, name, dataset=dataset)
     if mv is None:
-        raise LookupError(f"no model version of {name!r} has alias {alias!r}: run `dvc repro` (train, evaluate, "
-                          "promote) first, or set TRIAGE_BUNDLE to a bundle directory")
-    path = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}", dst_path=str(dst) if dst else None)
+        raise LookupError(f"no model version of {name!r} has alias {resolved!r} (the {alias} of dataset {ds!r}): run "
+                          "`dvc repro` (train, evaluate, promote) on this dataset first, or set TRIAGE_BUNDLE to a "
+                          "bundle directory")
+    tagged = version_tags(mv).get("dataset")
+    if tagged is not None and tagged != (dataset or current_dataset()):
+        raise LookupError(f"{name} v{mv.version} behind {resolved!r} was trained on dataset {tagged!r}: refusing "
+                          f"to serve it for {ds!r}")
+    path = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{resolved}", dst_path=str(dst) if dst else None)
     bundle = Path(path) / "artifacts" / "bundle"
     if not bundle.is_dir():
         cands = list(Path(path).rglob("policy.json"))

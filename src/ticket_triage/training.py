@@ -162,6 +162,11 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
         raise ValueError(f"{split_dir / 'train.jsonl'} is empty: check artifacts/split/report.json and the clean report")
     if not val_rows:
         raise ValueError(f"{split_dir / 'validation.jsonl'} is empty: raise split.validation or add data")
+    no_val = sorted({str(r["topic"]) for r in train_rows} - {str(r["topic"]) for r in val_rows})
+    if no_val:  # the winner and the thresholds must be chosen on a split that has every label
+        raise ValueError(f"validation has no tickets of {', '.join(no_val)}: the sweep's winner and the thresholds "
+                         "would be chosen without them. Rerun the split stage (split.strategy=date keeps every label "
+                         "in validation) or add tickets of these labels")
     out = Path(out_dir or paths["train"])
     out.mkdir(parents=True, exist_ok=True)
     write_rule_report(params, train_rows, out)

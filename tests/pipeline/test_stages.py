@@ -80,8 +80,12 @@ def test_sweep_evaluate_promote(params, tmp_path):
     assert {"test/accuracy", "heldout/accuracy"} <= set(ev["metrics"])
     assert (tmp_path / "eval" / "plots" / "test_confusion.png").is_file()
     first = run_promote(params)
-    assert first["promoted"] and first["champion_version"] == "1"
-    assert str(tracking.alias_version("champion").version) == "1"
+    assert first["promoted"] and first["champion_version"] == "1"  # the first model of a dataset
+    assert str(tracking.alias_version("champion", dataset="small").version) == "1"
+    assert first["alias"] == "champion-small"
+    tags = tracking.version_tags(tracking.alias_version("champion", dataset="small"))
+    assert tags["dataset"] == "small" and tags["taxonomy"] == "banking-support" and tags["taxonomy_version"] == "1"
+    assert tags["dataset_fingerprint"].startswith("sha256:")
 
     # a worse challenger (held-out accuracy far below the champion) is not promoted
     ev2 = run_evaluate(params, metrics_path=tmp_path / "eval" / "metrics2.json", plots_dir=tmp_path / "eval" / "p2")
@@ -90,15 +94,29 @@ def test_sweep_evaluate_promote(params, tmp_path):
     MlflowClient().set_model_version_tag("ticket-triage", ev2["registered_version"], "heldout_accuracy", "0.1")
     second = run_promote(params)
     assert not second["promoted"] and "keep champion" in second["reason"]
-    assert str(tracking.alias_version("champion").version) == "1"
-    assert str(tracking.alias_version("challenger").version) == ev2["registered_version"]
+    assert str(tracking.alias_version("champion", dataset="small").version) == "1"
+    assert str(tracking.alias_version("challenger", dataset="small").version) == ev2["registered_version"]
+
+    # a challenger of another taxonomy version is not compared: refused, the alias unchanged
+    from ticket_triage.stages import PromotionRefused
+
+    ev3 = run_evaluate(params, metrics_path=tmp_path / "eval" / "metrics3.json", plots_dir=tmp_path / "eval" / "p3")
+    MlflowClient().set_model_version_tag("ticket-triage", ev3["registered_version"], "taxonomy_version", "2")
+    with pytest.raises(PromotionRefused, match="taxonomy_version: champion '1', challenger '2'.*promote.force=true"):
+        run_promote(params)
+    assert str(tracking.alias_version("champion", dataset="small").version) == "1"
+    forced = run_promote({**params, "promote": {**params["promote"], "force": True}})
+    assert forced["promoted"] and str(tracking.alias_version("champion", dataset="small").version) == ev3["registered_version"]
 
     # the champion loads back from the registry through the same decision code
     from ticket_triage.decision.triage import Triage
 
-    bundle = tracking.download_bundle("champion", dst=tmp_path / "dl")
+    bundle = tracking.download_bundle("champion", dst=tmp_path / "dl", dataset="small")
     d = Triage.load(bundle).decide_one({"subject": "", "body": "my transfer is still pending"})
     assert d.topic == "transfers"
+    assert Triage.load(bundle).policy.dataset == "small"
+    with pytest.raises(LookupError, match="champion-other"):  # no other dataset's champion is served
+        tracking.download_bundle("champion", dst=tmp_path / "dl2", dataset="other")
 
 
 def test_hydra_compose_every_group():

@@ -36,14 +36,27 @@ def _rows(n, dated=True):
             for i in range(n)]
 
 
+def _assert_time_ordered(splits, label=None):
+    part = {k: [r["created_at"] for r in v if label is None or r["topic"] == label] for k, v in splits.items()}
+    assert max(part["train"]) <= min(part["validation"])
+    assert max(part["validation"]) <= min(part["test"])
+
+
+def test_date_global_split_is_one_cut_through_time(tmp_path):
+    splits, _, rep = split_tickets(_rows(500), {"heldout_size": 50, "strategy": "date_global"},
+                                   heldout_path=tmp_path / "h.jsonl")
+    assert rep["strategy"] == "date_global"
+    _assert_time_ordered(splits)
+
+
 def test_date_split_is_by_time_and_heldout_is_frozen(tmp_path):
     rows = _rows(500)
     held = tmp_path / "heldout.jsonl"
     splits, heldout, rep = split_tickets(rows, {"heldout_size": 50}, heldout_path=held)
     assert rep["strategy"] == "date" and rep["heldout"]["status"] == "created" and len(heldout) == 50
     assert sum(len(s) for s in splits.values()) + len(heldout) == 500
-    assert max(r["created_at"] for r in splits["train"]) <= min(r["created_at"] for r in splits["validation"])
-    assert max(r["created_at"] for r in splits["validation"]) <= min(r["created_at"] for r in splits["test"])
+    for label in ("a", "b"):  # time order within each label
+        _assert_time_ordered(splits, label)
     # second run with more data: the frozen held-out is reused and excluded by id
     more = rows + _rows(600)[500:]
     splits2, heldout2, rep2 = split_tickets(more, {"heldout_size": 50}, heldout_path=held)

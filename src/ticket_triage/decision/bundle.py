@@ -155,7 +155,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         calibrator=calibrator.to_dict(), thresholds=thresholds.to_dict(), ood=ood_dict, languages=languages,
         cold_start_topics=cold, language_prior=language_prior,
         model_version=model_version, taxonomy_version=f"{taxonomy.name}@{taxonomy.version}",
-        cleaning_version=CLEANING_VERSION)
+        cleaning_version=CLEANING_VERSION, dataset=str((params.get("data") or {}).get("name") or ""))
     (out / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2))
     return out
 

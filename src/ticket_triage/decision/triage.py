@@ -79,6 +79,7 @@ class Policy:
     taxonomy_version: str = ""
     cleaning_version: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    dataset: str = ""  # data.name of the tickets it was trained on
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

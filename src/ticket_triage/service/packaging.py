@@ -71,15 +71,16 @@ def run_package(params: Mapping[str, Any], *, out_path: str | Path = "artifacts/
                 allow_local: bool = True) -> dict[str, Any]:
     from ticket_triage import tracking
 
-    source = "mlflow:ticket-triage@champion"
+    dataset = str((params.get("data") or {}).get("name") or "") or None
+    source = f"mlflow:ticket-triage@{tracking.alias_name('champion', dataset)}"
     version = None
     try:
         tracking.setup(params.get("tracking"))
-        mv = tracking.alias_version("champion")
+        mv = tracking.alias_version("champion", dataset=dataset)
         if mv is None:
-            raise LookupError("no champion alias")
+            raise LookupError(f"no champion alias for dataset {dataset!r}")
         version = mv.version
-        bundle = tracking.download_bundle("champion")
+        bundle = tracking.download_bundle("champion", dataset=dataset)
     except Exception as exc:  # registry unreachable or empty
         if not allow_local:
             raise

@@ -75,14 +75,16 @@ class CleanConfig:
 
     Built once and passed to every caller (the clean stage, ``Triage.clean`` from the bundle's
     ``clean.json``, the review store, the helpdesk adapters), so a ticket is cleaned the same
-    way at training and at serving time. ``dedupe`` is the clean stage's de-duplication (not a
-    text option); unknown keys are refused (``ticket_triage.config.strict_section``)."""
+    way at training and at serving time. ``dedupe`` is the clean stage's de-duplication and
+    ``max_unmapped_share`` the share of set-aside tickets above which it fails (not text
+    options); unknown keys are refused (``ticket_triage.config.strict_section``)."""
 
     redact_pii: bool = True
     strip_quotes: bool = True
     strip_signatures: bool = True
     dedupe: bool = True
     max_chars: int | None = 20000
+    max_unmapped_share: float = 0.05
 
     @classmethod
     def from_dict(cls, d: "Mapping[str, Any] | CleanConfig | None") -> "CleanConfig":
