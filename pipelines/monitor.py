@@ -1,4 +1,4 @@
-"""DVC stage `monitor`: continuous evaluation of the champion (same as `triage eval run`).
+"""DVC stage `monitor`: continuous evaluation of the champion (same as `triage monitor`; `triage eval run` is its deprecated alias).
 See ticket_triage.monitoring.continuous.run_continuous_eval."""
 
 import logging

@@ -9,7 +9,7 @@
     triage review                            the review page, standalone
     triage feedback export | report          corrections -> data/feedback/, audit precision
     triage helpdesk sync --once | run | trust   drafts into Zendesk / Intercom / Front, per-label trust
-    triage eval run [--engine spark --data]  continuous evaluation of the champion
+    triage monitor [--engine spark --data]   continuous evaluation of the champion (was `eval run`)
     triage demo-summary                      what `make demo` produced and where to look
 """
 
@@ -265,6 +265,15 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_deprecated(args: argparse.Namespace) -> int:
+    import warnings
+
+    msg = "`triage eval run` is deprecated and will be removed: use `triage monitor` (same options)"
+    warnings.warn(msg, DeprecationWarning, stacklevel=2)
+    print(f"warning: {msg}", file=sys.stderr)
+    return _cmd_eval(args)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ticket_triage.config import load_params
 
@@ -422,21 +431,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_helpdesk_parser(sub)
 
-    e = sub.add_parser("eval", help="continuous evaluation")
+    def monitor_args(er: argparse.ArgumentParser) -> None:
+        er.add_argument("--bundle", help="bundle folder (default: the champion)")
+        er.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="spark: score a labelled Parquet dataset (--data) on Apache Spark and "
+                             "report the held-out metrics (accuracy, macro F1, per label, coverage, "
+                             "auto-routed precision, ECE)")
+        er.add_argument("--data", help="labelled Parquet file or folder (columns text, topic) to "
+                                       "evaluate instead of the continuous-evaluation sets")
+        er.add_argument("--master", default="local[2]",
+                        help="Spark master URL (local[2], spark://host:7077, yarn, k8s://...); "
+                             "'submit' keeps what spark-submit set")
+        er.add_argument("--out", help="also write the report (JSON) here")
+
+    m = sub.add_parser("monitor", help="continuous evaluation (the DVC stage `monitor`): the champion "
+                                       "on held-out + recent traffic; drift; failure catalog")
+    monitor_args(m)
+    m.set_defaults(func=_cmd_eval)
+    e = sub.add_parser("eval", help="deprecated: use `triage monitor`")
     esub = e.add_subparsers(dest="action", required=True)
-    er = esub.add_parser("run", help="evaluate the champion on held-out + recent traffic; drift; failure catalog")
-    er.add_argument("--bundle", help="bundle folder (default: the champion)")
-    er.add_argument("--engine", choices=("local", "spark"), default="local",
-                    help="spark: score a labelled Parquet dataset (--data) on Apache Spark and "
-                         "report the held-out metrics (accuracy, macro F1, per label, coverage, "
-                         "auto-routed precision, ECE)")
-    er.add_argument("--data", help="labelled Parquet file or folder (columns text, topic) to "
-                                   "evaluate instead of the continuous-evaluation sets")
-    er.add_argument("--master", default="local[2]",
-                    help="Spark master URL (local[2], spark://host:7077, yarn, k8s://...); "
-                         "'submit' keeps what spark-submit set")
-    er.add_argument("--out", help="also write the report (JSON) here")
-    er.set_defaults(func=_cmd_eval)
+    er = esub.add_parser("run", help="deprecated alias of `triage monitor`")
+    monitor_args(er)
+    er.set_defaults(func=_cmd_eval_deprecated)
 
     d = sub.add_parser("demo-summary", help="what make demo produced and where to look")
     d.set_defaults(func=_cmd_demo_summary)

@@ -1,4 +1,4 @@
-"""Continuous evaluation (``triage eval run``): is the deployed model still good enough?
+"""Continuous evaluation (``triage monitor``, DVC stage ``monitor``): is the deployed model still good enough?
 
 :func:`run_continuous_eval` loads a bundle (the registry's champion by default) and, using
 only the building blocks in ``evaluation`` / ``metrics`` / ``drift`` / ``noise`` / ``cost`` /
