@@ -82,6 +82,33 @@ class ContinuousConfig:
         return strict_section(cls, d, "eval.continuous")
 
 
+@dataclass
+class CascadeConfig:
+    """``thresholds.cascade`` in params.yaml (see conf/thresholds/default.yaml): the cheap first
+    stage of :mod:`ticket_triage.decision.cascade`. ``enabled`` decides at bundle-building time
+    whether the bundle gets a ``cascade/`` stage; ``Triage.load(..., cascade=False)`` ignores
+    one at serving time."""
+
+    enabled: bool = False
+    first_stage: str = "tfidf_logreg"
+    reuse_member: bool = True        # an ensemble's own TF-IDF member is the first stage (no extra fit)
+    ood_max_in_scope_flagged: float = 0.05  # share of in-scope validation the cheap scope check keeps
+    centroid_features: int = 4000    # TF-IDF weights kept per label centroid (scope check)
+    params: dict | None = None       # first-stage hyperparameters when it is fitted on its own
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "CascadeConfig":
+        cfg = strict_section(cls, d, "thresholds.cascade")
+        if cfg.first_stage != "tfidf_logreg":
+            raise ConfigError(f"thresholds.cascade.first_stage must be 'tfidf_logreg', got {cfg.first_stage!r}")
+        if not 0.0 <= float(cfg.ood_max_in_scope_flagged) < 1.0:
+            raise ConfigError("thresholds.cascade.ood_max_in_scope_flagged must be in [0, 1), got "
+                              f"{cfg.ood_max_in_scope_flagged}")
+        if int(cfg.centroid_features) < 1:
+            raise ConfigError("thresholds.cascade.centroid_features must be >= 1")
+        return cfg
+
+
 def find_root(start: str | Path | None = None) -> Path:
     """The project root: the nearest folder upwards holding conf/config.yaml."""
     here = Path(start or Path.cwd()).resolve()

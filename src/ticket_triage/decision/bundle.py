@@ -44,8 +44,11 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     from ticket_triage.text.clean import CLEANING_VERSION
     from ticket_triage.decision.thresholds import tune_thresholds
 
+    from ticket_triage.config import CascadeConfig
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    missed_oos, n_missed_oos = None, 0
     taxonomy = parse_taxonomy(params["taxonomy"], "params.yaml:taxonomy")
     th_cfg = dict(params.get("thresholds") or {})
     train_topics = Counter(r["topic"] for r in train_rows)
@@ -115,12 +118,14 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         tune_conf, tune_pred, tune_y = conf[tune_mask], pred[tune_mask], y_val[tune_mask]
         if oos_texts:
             missed = oos_scores <= scorer.cutoff
+            missed_oos, n_missed_oos = missed, int(missed.sum())
             oos_cal = calibrator.transform(oos_raw)[missed]
             tune_conf = np.r_[tune_conf, oos_cal.max(axis=1)]
             tune_pred = np.r_[tune_pred, oos_cal.argmax(axis=1)]
             tune_y = np.r_[tune_y, np.full(int(missed.sum()), -1)]
     else:
         tune_conf, tune_pred, tune_y = conf[keep], pred[keep], y_val[keep]
+        tune_mask = keep
         ood_share = 0.0
     # out-of-fold scores of the train split join the tuning set (ticket_triage.decision.crossfit); they
     # are not filtered by the out-of-scope cut-off, which can only make the bound stricter
@@ -137,19 +142,49 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     log.info("bundle: tuning thresholds on %d scores", len(tune_conf))
     th_cfg["reserved_review_share"], reserved_info = _reserved_review_share(
         th_cfg, ood_share, val_texts, params, taxonomy)
+    min_lang = max(5, int(0.01 * len(train_rows)))
+    languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
+                       if c >= min_lang and lang != "und")
+    # the cascade's first stage (decision.cascade): which tuning tickets it decides, so the
+    # full stage's thresholds are tuned on the rest; built before tune_mask is consumed
+    cold = [t for t in taxonomy.topic_ids if train_topics.get(t, 0) < int(th_cfg.get("cold_start_min_examples", 20))]
+    cascade_cfg = CascadeConfig.from_dict(th_cfg.get("cascade"))
+    residual = None
+    if (out / "cascade").exists():
+        import shutil
+
+        shutil.rmtree(out / "cascade")  # a stale first stage from an earlier build of this directory
+    if cascade_cfg.enabled:
+        from ticket_triage.decision.cascade import fit_cascade
+        from ticket_triage.decision.rules import RuleSet
+
+        rules = RuleSet.from_config(dict(params.get("rules") or {"rules": []}), taxonomy=taxonomy)
+        cfit = fit_cascade(classifier, train_rows, val_rows, topics, fine_to_coarse, label_level, th_cfg,
+                           cascade_cfg, rules=rules, languages=languages, oos_texts=oos_texts, cold_start=cold,
+                           seed=int(params.get("seed", 42)), progress=progress)
+        stay_val = ~cfit.exit_val[tune_mask]
+        stay = [stay_val]
+        if n_missed_oos:
+            stay.append(~cfit.exit_oos[missed_oos])
+        if cf.probs is not None:
+            stay.append(~cfit.exit_train if cfit.exit_train is not None else np.ones(len(cf.y_idx), bool))
+        residual = np.concatenate(stay)
     thresholds = tune_thresholds(tune_conf, tune_pred, tune_y, topics, th_cfg)
     thresholds.info.update(cf.info)
     thresholds.info["reserved_review"] = reserved_info
     (out / "threshold_report.json").write_text(json.dumps(
         thresholds.report(tune_conf, tune_pred, tune_y), indent=2, default=str))
+    if residual is not None:
+        full = tune_thresholds(tune_conf[residual], tune_pred[residual], tune_y[residual], topics, th_cfg)
+        full.info.update(cf.info)
+        full.info["reserved_review"] = reserved_info
+        full.info["tuned_on"] = "cascade residual (tickets the first stage does not decide)"
+        cfit.stage.full_thresholds = full
+        cfit.stage.save(out)
     _fit_side_models(train_rows, params, out)
-    min_lang = max(5, int(0.01 * len(train_rows)))
-    languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
-                       if c >= min_lang and lang != "und")
     lang_counts = Counter(r.get("language") for r in train_rows if r.get("language") not in (None, "", "und"))
     language_prior = (params.get("data") or {}).get("language") or (
         lang_counts.most_common(1)[0][0] if lang_counts else None)
-    cold = [t for t in taxonomy.topic_ids if train_topics.get(t, 0) < int(th_cfg.get("cold_start_min_examples", 20))]
     policy = Policy(
         family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
         calibrator=calibrator.to_dict(), thresholds=thresholds.to_dict(), ood=ood_dict, languages=languages,

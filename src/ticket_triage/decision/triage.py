@@ -18,6 +18,11 @@ Precedence inside :meth:`Triage.decide` (most important first):
    a rule-set topic the model does not agree with is at most a ``draft``;
 6. the LLM fallback (when configured) for the bands it is configured for, never for
    rule-pinned tickets; its verdict moves the band one step (see ``ticket_triage.decision.llm``).
+
+A bundle with a ``cascade/`` stage (:mod:`ticket_triage.decision.cascade`) first lets the cheap
+TF-IDF stage auto-route the tickets it is certified on (no rule hit, supported language, in its
+scope); only the rest go through steps 1-6, with the full-stage thresholds tuned on that
+residual. Every decision then says which stage made it (``explanation["stage"]``).
 """
 
 from __future__ import annotations
@@ -133,7 +138,8 @@ class Triage:
 
     def __init__(self, classifier: Any, policy: Policy, taxonomy: Taxonomy, rules: Any,
                  neighbours: Neighbours | None = None, llm: Any = None, urgency_model: Any = None,
-                 secondary_tagger: Any = None, clean_cfg: Mapping[str, Any] | None = None):
+                 secondary_tagger: Any = None, clean_cfg: Mapping[str, Any] | None = None,
+                 cascade: Any = None):
         from ticket_triage.decision.calibration import Calibrator
         from ticket_triage.decision.ood import OODScorer
         from ticket_triage.decision.thresholds import Thresholds
@@ -151,6 +157,9 @@ class Triage:
         self.clean_config = CleanConfig.from_dict(clean_cfg)  # the bundle's clean.json
         self.calibrator = Calibrator.from_dict(policy.calibrator)
         self.thresholds = Thresholds.from_dict(policy.thresholds)
+        self.cascade = cascade  # decision.cascade.CheapStage or None
+        if cascade is not None:
+            self.thresholds = cascade.full_thresholds  # tuned on what reaches the full stage
         self.ood = None
         if policy.ood and neighbours is not None:
             self.ood = OODScorer.from_dict(policy.ood, embeddings=neighbours.emb)
@@ -158,7 +167,9 @@ class Triage:
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, bundle_dir: str | Path, llm: Any = None) -> "Triage":
+    def load(cls, bundle_dir: str | Path, llm: Any = None, cascade: bool = True) -> "Triage":
+        """Load a bundle. ``cascade=False`` ignores its ``cascade/`` first stage (every ticket
+        through the full model, with the thresholds tuned on all tickets)."""
         from ticket_triage.models import load_classifier
         from ticket_triage.decision.rules import RuleSet
 
@@ -182,8 +193,13 @@ class Triage:
             from ticket_triage.decision.secondary import SecondaryTagger
 
             secondary = SecondaryTagger.load(bundle / "secondary")
+        stage = None
+        if cascade:
+            from ticket_triage.decision.cascade import CheapStage
+
+            stage = CheapStage.load(bundle)
         return cls(clf, policy, taxonomy, rules, Neighbours.load(bundle), llm=llm, urgency_model=urgency_model,
-                   secondary_tagger=secondary, clean_cfg=clean_cfg)
+                   secondary_tagger=secondary, clean_cfg=clean_cfg, cascade=stage)
 
     @property
     def model_version(self) -> str:
@@ -200,6 +216,7 @@ class Triage:
             "cold_start_topics": self.policy.cold_start_topics,
             "llm_fallback": "on" if self.llm is not None else "off",
             "rules": len(self.rules),
+            "cascade": "on" if self.cascade is not None else "off",
         }
 
     # -- model part ------------------------------------------------------------------------
@@ -228,6 +245,25 @@ class Triage:
             return []
         texts = [t.text or self.clean(t) for t in tks]
         prior = language_prior or self.policy.language_prior
+        if self.cascade is None:
+            return self._decide_full(tks, texts, prior)
+        from ticket_triage.decision.cascade import cheap_decisions
+
+        early = cheap_decisions(self, tks, texts, prior)
+        rest = [i for i in range(len(tks)) if i not in early]
+        full = self._decide_full([tks[i] for i in rest], [texts[i] for i in rest], prior) if rest else []
+        for i, d in zip(rest, full):
+            d.explanation["stage"] = "full"
+            early[i] = d
+        return [early[i] for i in range(len(tks))]
+
+    def _decide_full(self, tks: list[Ticket], texts: list[str], prior: str | None) -> list[Decision]:
+        """Steps 1-6 of the module docstring on cleaned texts (the full stage)."""
+        from ticket_triage.text.language import detect_language
+        from ticket_triage.decision.urgency import resolve_urgency
+
+        if not tks:
+            return []
         nonempty = [i for i, x in enumerate(texts) if x.strip()]
         k = len(self.topics)
         probs = np.zeros((len(tks), k))
@@ -318,6 +354,24 @@ class Triage:
         if llm_jobs:
             self._consult_llm_batch(llm_jobs, decisions)
         return decisions
+
+    def nearest(self, tickets: Sequence[Ticket | Mapping[str, Any]], k: int = 3) -> list[list[dict[str, Any]]]:
+        """On demand, the ``k`` nearest training tickets of each ticket (the explanation the
+        cascade's first stage does not compute for the tickets it auto-routes); [] per ticket
+        when the bundle has no neighbour index or the text is empty."""
+        tks = [t if isinstance(t, Ticket) else Ticket.from_dict({"id": t.get("id") or "", **t}) for t in tickets]
+        texts = [t.text or self.clean(t) for t in tks]
+        out: list[list[dict[str, Any]]] = [[] for _ in tks]
+        idx = [i for i, x in enumerate(texts) if x.strip()]
+        if self.neighbours is None or not idx:
+            return out
+        emb = self.classifier.embed([texts[i] for i in idx])
+        if emb is None:
+            return out
+        for i, row in zip(idx, self.neighbours.query(emb, k=k)):
+            out[i] = [{"text": self.neighbours.texts[j][:200], "topic": self.neighbours.labels[j],
+                       "similarity": round(s, 3)} for j, s in row]
+        return out
 
     def decide_one(self, ticket: Ticket | Mapping[str, Any]) -> Decision:
         return self.decide([ticket])[0]

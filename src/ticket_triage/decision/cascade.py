@@ -1,0 +1,340 @@
+"""The cascade: a cheap first stage decides the obvious tickets, the encoder model only the rest.
+
+This module owns the first stage of a bundle (``cascade/``): a TF-IDF + logistic regression
+classifier (an ensemble's own TF-IDF member when there is one, else fitted here on the same
+train split), its calibration, its exit thresholds, its out-of-scope check, and the
+full-stage thresholds that replace ``policy.json``'s while the cascade is on.
+
+A ticket *exits* at the first stage (band ``auto_route``, ``explanation["stage"] = "cheap"``)
+only when all of these hold; every other ticket goes to the full stage unchanged:
+
+* its cleaned text is not empty, no rule fires on it (a rule hit may set the topic or pin
+  the band, which only the full stage handles) and its language is one the model was trained
+  on (``und`` passes, as in the full stage);
+* the cheap out-of-scope score ``1 - max cosine(TF-IDF vector, pruned label centroid)`` is at
+  most the cut-off, tuned like :mod:`ticket_triage.decision.ood` (flags at most
+  ``cascade.ood_max_in_scope_flagged`` of in-scope validation; with known out-of-scope
+  validation tickets, the best Youden J among such cuts);
+* its calibrated first-stage confidence reaches the exit threshold of its predicted topic,
+  certified by :func:`ticket_triage.decision.thresholds.tune_thresholds` (same strategy,
+  ``target_precision``, ``confidence`` and ``min_support`` as the full stage) on the eligible
+  validation tickets plus cross-fitted out-of-fold scores of the train split
+  (:mod:`ticket_triage.decision.crossfit`), known out-of-scope tickets counted as errors;
+  pinned labels and cold-start topics never exit, nor does any ticket when the LLM fallback is
+  configured for the auto-route band.
+
+The full stage's thresholds are tuned on the residual only: the validation and out-of-fold
+tickets that did not exit. So each of the two auto-routed sets is certified at precision
+>= p on the tickets it will actually see, and the union of two sets that each have precision
+>= p has precision >= p (correct_1 + correct_2 >= p*n_1 + p*n_2 = p*(n_1 + n_2)): the
+guarantee holds for everything auto-routed. ``policy.json`` keeps the thresholds tuned on all
+tickets, so a bundle loaded with the cascade off decides exactly as one built without it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+CASCADE_DIR = "cascade"
+STATE_FILE = "cascade.json"
+CENTROIDS_FILE = "centroids.npz"
+
+
+def _features_and_head(classifier: Any):
+    pipe = getattr(classifier, "pipeline", None)
+    if pipe is None:
+        raise ValueError(f"the cascade's first stage must be a fitted tfidf_logreg, got {classifier.family}")
+    return pipe.named_steps["features"], pipe.named_steps["clf"]
+
+
+def _row_normalise(x):
+    from sklearn.preprocessing import normalize
+
+    return normalize(x, norm="l2", axis=1, copy=True)
+
+
+def label_centroids(x, labels: Sequence[str], order: Sequence[str], keep: int):
+    """Sparse (len(order), dim) matrix: each label's mean normalised TF-IDF vector, pruned to
+    its ``keep`` largest weights and normalised again (small on disk, one sparse product a batch)."""
+    from scipy import sparse
+
+    xn = _row_normalise(x)
+    lab = np.asarray(labels, dtype=object)
+    rows, cols, vals = [], [], []
+    for j, name in enumerate(order):
+        c = np.asarray(xn[lab == name].mean(axis=0)).ravel()
+        if keep < np.count_nonzero(c):
+            top = np.argpartition(-c, keep - 1)[:keep]
+        else:
+            top = np.flatnonzero(c)
+        v = c[top]
+        v = v / max(float(np.linalg.norm(v)), 1e-12)
+        rows.append(np.full(len(top), j))
+        cols.append(top)
+        vals.append(v)
+    return sparse.csr_matrix((np.concatenate(vals).astype(np.float32),
+                              (np.concatenate(rows), np.concatenate(cols))), shape=(len(order), x.shape[1]))
+
+
+@dataclass
+class CheapStage:
+    """The first stage of a cascade bundle (see the module docstring)."""
+
+    classifier: Any
+    topics: list[str]
+    fine_to_coarse: dict[str, str] | None
+    calibrator: Any
+    exit_thresholds: Any       # Thresholds: only auto_route matters (the exit)
+    full_thresholds: Any       # Thresholds of the full stage, tuned on the residual
+    centroids: Any             # scipy CSR (labels, dim)
+    ood_cutoff: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # -- scoring -------------------------------------------------------------------------
+    def score(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated topic probabilities (n, topics), cheap out-of-scope scores (n,)):
+        one TF-IDF transform serves both."""
+        from ticket_triage.decision.triage import aggregate_to_topics
+
+        feats, head = _features_and_head(self.classifier)
+        x = feats.transform(list(texts))
+        raw = head.predict_proba(x)
+        labels = [str(c) for c in head.classes_]
+        if self.fine_to_coarse:
+            raw = aggregate_to_topics(raw, labels, self.fine_to_coarse, self.topics)
+        else:
+            raw = raw[:, [labels.index(t) for t in self.topics]]
+        sims = _row_normalise(x) @ self.centroids.T
+        ood = 1.0 - np.asarray(sims.max(axis=1).todense()).ravel()
+        return self.calibrator.transform(raw), ood
+
+    def exits(self, probs: np.ndarray, ood: np.ndarray, eligible: np.ndarray,
+              cold_start: Sequence[str] = ()) -> np.ndarray:
+        """Boolean mask of the tickets the first stage decides."""
+        pred = probs.argmax(axis=1)
+        conf = probs.max(axis=1)
+        out = np.asarray(eligible, bool) & (ood <= self.ood_cutoff)
+        for i in np.flatnonzero(out):
+            topic = self.topics[int(pred[i])]
+            out[i] = (topic not in cold_start
+                      and self.exit_thresholds.band(topic, float(conf[i]))[0] == "auto_route")
+        return out
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, bundle: Path) -> Path:
+        d = Path(bundle) / CASCADE_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        self.classifier.save(d / "classifier")
+        c = self.centroids
+        np.savez_compressed(d / CENTROIDS_FILE, data=c.data, indices=c.indices, indptr=c.indptr,
+                            shape=np.asarray(c.shape))
+        (d / STATE_FILE).write_text(json.dumps({
+            "first_stage": self.classifier.family, "topics": self.topics, "fine_to_coarse": self.fine_to_coarse,
+            "calibrator": self.calibrator.to_dict(), "exit_thresholds": self.exit_thresholds.to_dict(),
+            "full_thresholds": self.full_thresholds.to_dict(), "ood_cutoff": self.ood_cutoff,
+            "info": self.info}, indent=2, default=float))
+        return d
+
+    @classmethod
+    def load(cls, bundle: str | Path) -> "CheapStage | None":
+        """The bundle's first stage, or None when it was built without one."""
+        from scipy import sparse
+
+        from ticket_triage.decision.calibration import Calibrator
+        from ticket_triage.decision.thresholds import Thresholds
+        from ticket_triage.models import load_classifier
+
+        d = Path(bundle) / CASCADE_DIR
+        if not (d / STATE_FILE).is_file():
+            return None
+        st = json.loads((d / STATE_FILE).read_text())
+        z = np.load(d / CENTROIDS_FILE, allow_pickle=False)
+        cent = sparse.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(int(v) for v in z["shape"]))
+        return cls(load_classifier(d / "classifier"), list(st["topics"]), st.get("fine_to_coarse"),
+                   Calibrator.from_dict(st["calibrator"]), Thresholds.from_dict(st["exit_thresholds"]),
+                   Thresholds.from_dict(st["full_thresholds"]), cent, float(st["ood_cutoff"]),
+                   dict(st.get("info") or {}))
+
+
+@dataclass
+class CascadeFit:
+    """What :func:`fit_cascade` hands back to ``build_bundle``: the stage (full thresholds still
+    to be tuned) and which tuning tickets exit, so the full stage is tuned on the rest."""
+
+    stage: CheapStage
+    exit_val: np.ndarray     # (n_val,) validation tickets the first stage decides
+    exit_oos: np.ndarray     # (n_oos,) known out-of-scope validation tickets it (wrongly) decides
+    exit_train: np.ndarray | None  # (n_train,) out-of-fold train tickets it decides (None: no cross-fit)
+
+
+def _first_stage(classifier: Any, train_rows, label_level: str, cfg: Any, seed: int):
+    from ticket_triage.decision.crossfit import label_of
+    from ticket_triage.models.tfidf_logreg import TfidfLogReg
+
+    if cfg.reuse_member:
+        for m in getattr(classifier, "members", []) or []:
+            if m.family == "tfidf_logreg":
+                return m, "ensemble member (fitted with the classifier)"
+    if classifier.family == "tfidf_logreg":
+        return classifier, "the classifier itself"
+    clf = TfidfLogReg(**{"seed": seed, **dict(cfg.params or {})})
+    clf.fit([r["text"] for r in train_rows], [label_of(r, label_level) for r in train_rows], progress=False)
+    return clf, "fitted on the train split"
+
+
+def _eligible(texts: Sequence[str], langs: Sequence[str | None] | None, rules: Any,
+              languages: Sequence[str]) -> np.ndarray:
+    out = np.array([bool(t.strip()) for t in texts])
+    for i, t in enumerate(texts):
+        if not out[i]:
+            continue
+        if rules is not None and rules.apply(t).hits:
+            out[i] = False
+        elif langs is not None and languages and langs[i] and langs[i] not in languages and langs[i] != "und":
+            out[i] = False
+    return out
+
+
+def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_rows: Sequence[Mapping[str, Any]],
+                topics: Sequence[str], fine_to_coarse: Mapping[str, str] | None, label_level: str,
+                th_cfg: Mapping[str, Any], cfg: Any, *, rules: Any = None, languages: Sequence[str] = (),
+                oos_texts: Sequence[str] | None = None, cold_start: Sequence[str] = (), seed: int = 42,
+                progress: bool = False) -> CascadeFit:
+    """Fit the first stage at bundle-building time (see the module docstring): calibrate it on
+    validation, tune its scope cut-off and certify its exit thresholds on the eligible
+    validation tickets plus cross-fitted out-of-fold train scores."""
+    from ticket_triage.decision.calibration import fit_calibrator
+    from ticket_triage.decision.crossfit import cross_fit_topic_scores, label_of
+    from ticket_triage.decision.ood import tune_cutoff
+    from ticket_triage.decision.thresholds import Thresholds, tune_thresholds
+    from ticket_triage.decision.triage import Policy, _raw_topic_proba
+
+    topics = list(topics)
+    cheap, origin = _first_stage(classifier, train_rows, label_level, cfg, seed)
+    stub = Policy(family=cheap.family, label_level=label_level, topics=topics,
+                  fine_to_coarse=dict(fine_to_coarse) if fine_to_coarse else None,
+                  calibrator={"method": "none"}, thresholds={}, ood=None, languages=[])
+    val_texts = [r["text"] for r in val_rows]
+    y_val = np.array([topics.index(r["topic"]) if r["topic"] in topics else -1 for r in val_rows])
+    keep = y_val >= 0
+    raw = _raw_topic_proba(cheap, stub, val_texts)
+    calibrator = fit_calibrator(raw[keep], y_val[keep], method=th_cfg.get("calibration", "temperature"))
+    feats, _ = _features_and_head(cheap)
+    centroids = label_centroids(feats.transform([r["text"] for r in train_rows]),
+                                [label_of(r, label_level) for r in train_rows], list(cheap.labels),
+                                int(cfg.centroid_features))
+    placeholder = Thresholds.fixed(topics, 1.0, 0.0)
+    stage = CheapStage(cheap, topics, stub.fine_to_coarse, calibrator, placeholder, placeholder, centroids, 0.0)
+    val_probs, val_ood = stage.score(val_texts)
+    oos_probs = oos_ood = None
+    if oos_texts:
+        oos_probs, oos_ood = stage.score(list(oos_texts))
+    cut = tune_cutoff(val_ood[keep], oos_ood, float(cfg.ood_max_in_scope_flagged))
+    stage.ood_cutoff = float(cut.cutoff)
+
+    # the tuning set: eligible validation tickets the scope check lets through (+ known
+    # out-of-scope ones it misses, as errors) and the out-of-fold train scores
+    el_val = _eligible(val_texts, [r.get("language") for r in val_rows], rules, languages) & (val_ood <= stage.ood_cutoff)
+    conf, pred, y = val_probs.max(axis=1)[el_val], val_probs.argmax(axis=1)[el_val], y_val[el_val]
+    el_oos = None
+    if oos_texts:
+        el_oos = _eligible(list(oos_texts), None, rules, languages) & (oos_ood <= stage.ood_cutoff)
+        conf = np.r_[conf, oos_probs.max(axis=1)[el_oos]]
+        pred = np.r_[pred, oos_probs.argmax(axis=1)[el_oos]]
+        y = np.r_[y, np.full(int(el_oos.sum()), -1)]
+    cf = cross_fit_topic_scores(
+        cheap, train_rows, label_level, topics, val_texts, y_val, lambda m, t: _raw_topic_proba(m, stub, t),
+        folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0,
+        calibration=th_cfg.get("calibration", "temperature"), seed=seed, progress=progress,
+        known_oos=bool(oos_texts))
+    el_train = None
+    if cf.probs is not None:
+        # out-of-fold rows are not filtered by the scope check (its centroids saw them);
+        # rule hits and languages are, as at serving time
+        el_train = _eligible([r["text"] for r in train_rows], [r.get("language") for r in train_rows],
+                             rules, languages)
+        conf = np.r_[conf, cf.probs.max(axis=1)[el_train]]
+        pred = np.r_[pred, cf.probs.argmax(axis=1)[el_train]]
+        y = np.r_[y, cf.y_idx[el_train]]
+    exit_cfg = {k: v for k, v in dict(th_cfg).items() if k != "cascade"}
+    exit_cfg.update({"tune": True, "reserved_review_share": 0.0})
+    if len(conf) == 0:
+        stage.exit_thresholds = Thresholds(topics, {t: None for t in topics}, {t: 0.0 for t in topics},
+                                           {}, {"strategy": "none", "why": "no eligible tuning tickets"})
+    else:
+        stage.exit_thresholds = tune_thresholds(conf, pred, y, topics, exit_cfg)
+    exit_val = stage.exits(val_probs, val_ood, el_val, cold_start)
+    exit_oos = stage.exits(oos_probs, oos_ood, el_oos, cold_start) if oos_texts else np.zeros(0, bool)
+    exit_train = None
+    if cf.probs is not None:
+        exit_train = stage.exits(cf.probs, np.zeros(len(train_rows)), el_train, cold_start)
+    stage.info = {
+        "first_stage": origin, "ood_cutoff": cut.to_dict(), **cf.info,
+        "exit_share_validation": float(exit_val[keep].mean()) if keep.any() else 0.0,
+        "exit_share_train_oof": None if exit_train is None else float(exit_train.mean()),
+        "exit_precision_lower": stage.exit_thresholds.info.get("pooled_precision_lower"),
+        "n_exit_tuning": int(len(conf)),
+    }
+    return CascadeFit(stage, exit_val, exit_oos, exit_train)
+
+
+def cheap_decisions(triage: Any, tickets: Sequence[Any], texts: Sequence[str],
+                    language_prior: str | None = None) -> dict[int, Any]:
+    """First-stage decisions, by position in ``tickets``, for the tickets that exit; the
+    caller sends every other ticket to the full stage. Languages are detected as the full
+    stage does (``language_prior``: the prior for tickets without one)."""
+    from ticket_triage.decision.urgency import resolve_urgency
+    from ticket_triage.schema import Decision
+    from ticket_triage.text.language import detect_language
+
+    stage: CheapStage = triage.cascade
+    if triage.llm is not None and "auto_route" in getattr(triage.llm, "bands", ()):
+        return {}
+    cand = [i for i, x in enumerate(texts) if x.strip()]
+    if not cand:
+        return {}
+    langs: dict[int, str] = {}
+    eligible = np.zeros(len(cand), bool)
+    for k, i in enumerate(cand):
+        if triage.rules.apply(texts[i]).hits:
+            continue
+        lang = tickets[i].language or detect_language(texts[i], language_prior)
+        langs[i] = lang
+        if triage.policy.languages and lang not in triage.policy.languages and lang != "und":
+            continue
+        eligible[k] = True
+    if not eligible.any():
+        return {}
+    sub = [cand[k] for k in np.flatnonzero(eligible)]
+    probs, ood = stage.score([texts[i] for i in sub])
+    mask = stage.exits(probs, ood, np.ones(len(sub), bool), triage.policy.cold_start_topics)
+    out_idx = [sub[k] for k in np.flatnonzero(mask)]
+    if not out_idx:
+        return {}
+    rows = np.flatnonzero(mask)
+    urg: list[str | None] = [None] * len(out_idx)
+    tags: list[list[str]] = [[] for _ in out_idx]
+    if triage.urgency_model is not None:
+        urg = list(triage.urgency_model.predict([texts[i] for i in out_idx]))
+    if triage.secondary_tagger is not None:
+        tags = [list(t) for t in triage.secondary_tagger.predict([texts[i] for i in out_idx])]
+    out: dict[int, Any] = {}
+    for n, (i, r) in enumerate(zip(out_idx, rows)):
+        p = probs[r]
+        order = np.argsort(-p)
+        topic = stage.topics[int(order[0])]
+        t = tickets[i]
+        out[i] = Decision(
+            topic=topic, confidence=round(float(p[order[0]]), 4), band="auto_route",
+            urgency=resolve_urgency(None, urg[n] or t.urgency, triage.taxonomy.urgency_for(topic)),
+            reason="above_auto_threshold", source="model", ticket_id=t.id or None,
+            alternatives=[{"topic": stage.topics[j], "p": round(float(p[j]), 4)} for j in order[:3]],
+            secondary_tags=list(dict.fromkeys(tags[n])), rule_hits=[], out_of_scope_score=0.0,
+            language=langs.get(i), explanation={"stage": "cheap", "cheap_out_of_scope_score": round(float(ood[r]), 4)},
+            model_version=triage.model_version, taxonomy_version=triage.policy.taxonomy_version)
+    return out

@@ -1,0 +1,145 @@
+"""The cascade (ticket_triage.decision.cascade): a certified cheap exit, the full stage on the rest."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ticket_triage.decision.bundle import build_bundle
+from ticket_triage.decision.cascade import CASCADE_DIR, CheapStage
+from ticket_triage.decision.thresholds import cp_lower
+from ticket_triage.decision.triage import Triage
+from ticket_triage.models import build_classifier
+
+
+def _params(base_params, enabled=True):
+    p = copy.deepcopy(base_params)
+    th = p["thresholds"]
+    th.update({"tune": True, "target_precision": 0.75, "confidence": 0.8, "min_support": 5,
+               "cross_fit_folds": 3, "strategy": "pooled", "cold_start_min_examples": 1})
+    th["cascade"] = {**dict(th.get("cascade") or {}), "enabled": enabled, "ood_max_in_scope_flagged": 0.1}
+    p["rules"] = {"rules": [{"id": "refund_word", "kind": "refund", "patterns": ["zebrafund"],
+                             "raise_urgency": "P1"}]}
+    return p
+
+
+def _build(params, rows, out):
+    hp = {k: v for k, v in params["model"].items() if k != "family"}
+    clf = build_classifier("tfidf_logreg", **hp)
+    clf.fit([r["text"] for r in rows], [r["topic"] for r in rows], progress=False)
+    return build_bundle(clf, rows, rows, params, out, model_version="cascade-test")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory, base_params, small_rows):
+    d = tmp_path_factory.mktemp("cascade")
+    on = _build(_params(base_params, True), small_rows, d / "on")
+    off = _build(_params(base_params, False), small_rows, d / "off")
+    return on, off
+
+
+def _tickets(rows):
+    return [{"id": r["id"], "subject": "", "body": "", "text": r["text"]} for r in rows]
+
+
+def test_exit_thresholds_are_certified(bundles, small_rows):
+    on, _ = bundles
+    stage = CheapStage.load(on)
+    assert stage is not None and stage.info["n_exit_tuning"] > len(small_rows)  # validation + out of fold
+    info = stage.exit_thresholds.info
+    assert info["pooled_precision_lower"] is not None and info["pooled_precision_lower"] >= 0.75
+    # on validation, the tickets the first stage decides meet the target (point estimate and the
+    # certificate recomputed here)
+    tri = Triage.load(on)
+    ds = tri.decide(_tickets(small_rows))
+    cheap = [(d, r) for d, r in zip(ds, small_rows) if d.explanation.get("stage") == "cheap"]
+    assert cheap, "the first stage decided nothing on its own training tickets"
+    assert all(d.band == "auto_route" for d, _ in cheap)
+    correct = sum(d.topic == r["topic"] for d, r in cheap)
+    assert correct / len(cheap) >= 0.75
+    # every ticket says which stage decided it
+    assert {d.explanation["stage"] for d in ds} <= {"cheap", "full"}
+    assert float(cp_lower(correct, len(cheap), 0.8)) > 0.5
+
+
+def test_full_stage_decides_as_the_plain_model_with_residual_thresholds(bundles, small_rows):
+    on, _ = bundles
+    tri = Triage.load(on)
+    plain = Triage.load(on, cascade=False)
+    plain.thresholds = tri.cascade.full_thresholds
+    ds = tri.decide(_tickets(small_rows))
+    ref = plain.decide(_tickets(small_rows))
+    full = [i for i, d in enumerate(ds) if d.explanation["stage"] == "full"]
+    assert full
+    for i in full:
+        assert (ds[i].band, ds[i].topic, ds[i].reason) == (ref[i].band, ref[i].topic, ref[i].reason)
+        assert "nearest" not in ds[i].explanation or ds[i].explanation["nearest"] == ref[i].explanation["nearest"]
+
+
+def test_rule_hits_empty_text_and_foreign_language_never_exit(bundles, small_rows):
+    tri = Triage.load(bundles[0])
+    # a ticket the first stage exits on, then the same text with a rule keyword added
+    ds = tri.decide(_tickets(small_rows))
+    i = next(i for i, d in enumerate(ds) if d.explanation["stage"] == "cheap")
+    text = small_rows[i]["text"]
+    hit, empty, foreign = tri.decide([
+        {"id": "r", "text": text + " zebrafund", "subject": "", "body": ""},
+        {"id": "e", "subject": "", "body": "   "},
+        {"id": "f", "text": text, "subject": "", "body": "", "language": "xx"}])
+    assert hit.explanation["stage"] == "full" and hit.rule_hits and hit.urgency == "P1"
+    assert empty.explanation["stage"] == "full" and empty.reason == "empty_text"
+    assert foreign.explanation["stage"] == "full" and foreign.reason == "unsupported_language"
+
+
+def test_off_switch_and_bundle_without_cascade(bundles, small_rows):
+    on, off = bundles
+    assert not (off / CASCADE_DIR).exists() and CheapStage.load(off) is None
+    assert Triage.load(off).cascade is None
+    # with the cascade off, a cascade bundle decides exactly as a bundle built without one
+    # (policy.json keeps the thresholds tuned on all tickets)
+    a = [d.to_dict() for d in Triage.load(on, cascade=False).decide(_tickets(small_rows))]
+    b = [d.to_dict() for d in Triage.load(off).decide(_tickets(small_rows))]
+    for x, y in zip(a, b):
+        x.pop("model_version"), y.pop("model_version")
+    assert a == b
+    assert all("stage" not in d["explanation"] for d in a)
+    # rebuilding the "on" directory with the cascade off removes the stale first stage
+    tmp = on.parent / "rebuilt"
+    shutil.copytree(on, tmp)
+    params = _params(__import__("ticket_triage.config", fromlist=["compose"]).compose(
+        ["model=tfidf_logreg", "sweep=single"]), False)
+    _build(params, small_rows, tmp)
+    assert not (tmp / CASCADE_DIR).exists()
+
+
+def test_save_load_round_trip(bundles, small_rows, tmp_path):
+    on, _ = bundles
+    stage = CheapStage.load(on)
+    stage.save(tmp_path)
+    again = CheapStage.load(tmp_path)
+    texts = [r["text"] for r in small_rows]
+    p1, o1 = stage.score(texts)
+    p2, o2 = again.score(texts)
+    np.testing.assert_allclose(p1, p2)
+    np.testing.assert_allclose(o1, o2, rtol=1e-6)
+    assert again.exit_thresholds.to_dict() == stage.exit_thresholds.to_dict()
+    assert again.full_thresholds.to_dict() == stage.full_thresholds.to_dict()
+    state = json.loads((on / CASCADE_DIR / "cascade.json").read_text())
+    assert state["full_thresholds"]["info"]["tuned_on"].startswith("cascade residual")
+
+
+def test_out_of_scope_text_does_not_exit(bundles):
+    tri = Triage.load(bundles[0])
+    d = tri.decide([{"id": "x", "subject": "", "body": "zxqv plmok wuhtr yyzzy qqq"}])[0]
+    assert d.explanation["stage"] == "full"
+
+
+def test_nearest_on_demand(tiny_bundle, small_rows):
+    tri = Triage.load(tiny_bundle)
+    near = tri.nearest(_tickets(small_rows[:2]))
+    assert len(near) == 2  # TF-IDF bundles have no neighbour index: [] per ticket
+    assert all(n == [] for n in near)
