@@ -17,7 +17,15 @@ single-process service on this machine: ``tickets/s <= 1000 / (ms per ticket)`` 
 size, before any HTTP work; Little's law turns that into the lowest possible mean latency for
 N closed-loop clients, ``N / throughput``. Writes benchmarks/results/decide.json.
 
-    .venv/bin/python benchmarks/bench_decide.py [--bundle artifacts/train/winner] [--repeats 30]
+Then the cascade throughput (``--throughput-batch``, default 256; ``--throughput-repeats``,
+default 3, median reported): each repeat takes ``--throughput-tickets`` fresh unseen texts and
+times, in the same run on the same texts, (a) a bare sentence-transformers MiniLM fp32 encode
+(batch 64, the baseline every ratio is against), (b) ``decide`` with the bundle's cascade and
+(c) ``decide`` with it off (``Triage.load(..., cascade=False)``), each in batches of the
+throughput batch size, the embedding cache cleared before each; plus the share of tickets the
+cheap stage decided. Run timed benchmarks under the shared lock:
+
+    flock /tmp/tt-bench.lock .venv/bin/python benchmarks/bench_decide.py [--bundle artifacts/train/winner]
 """
 
 from __future__ import annotations
@@ -42,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decide.json"))
+    ap.add_argument("--throughput-batch", type=int, default=256)
+    ap.add_argument("--throughput-tickets", type=int, default=1024, help="fresh tickets per repeat")
+    ap.add_argument("--throughput-repeats", type=int, default=3)
+    ap.add_argument("--skip-stages", action="store_true", help="only the cascade throughput section")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not (Path(args.bundle) / "policy.json").is_file():
@@ -65,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tri.decide([{"subject": "", "body": t} for t in fresh(8)])  # warm-up (sessions, regexes)
     results = {}
-    for bs in [int(b) for b in args.batches.split(",")]:
+    for bs in ([] if args.skip_stages else [int(b) for b in args.batches.split(",")]):
         t = {"clean": [], "decide": [], **{f"member_{i}_{m.family}": [] for i, m in enumerate(members)}}
         for _ in range(args.repeats):
             batch = fresh(bs)
@@ -93,13 +105,73 @@ def main(argv: list[str] | None = None) -> int:
     if ceiling8:
         print(f"8 closed-loop clients: mean latency >= 8 / {ceiling8:.0f}/s = {8000 / ceiling8:.1f} ms "
               "(decision work alone, no HTTP, no client)")
+    throughput = _throughput(args, tri, fresh)
     out = {"bundle": str(args.bundle), "family": tri.policy.family,
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores", "repeats": args.repeats,
-           "batches": results}
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}; shared with other "
+                      "engineers' processes", "repeats": args.repeats,
+           "batches": results, "throughput": throughput}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.out}")
     return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _throughput(args, tri, fresh) -> dict:
+    """Tickets/s of decide with and without the cascade against a bare MiniLM fp32 encode of the
+    same fresh texts, median of --throughput-repeats (see the module docstring)."""
+    from ticket_triage.decision.triage import Triage
+    from ticket_triage.models.encoder import EMBEDDING_CACHE, load_sentence_encoder
+
+    plain = Triage.load(args.bundle, cascade=False) if tri.cascade is not None else tri
+    st = load_sentence_encoder()
+    bs, n = args.throughput_batch, args.throughput_tickets
+    st.encode(fresh(16), batch_size=64)
+    plain.decide([{"subject": "", "body": t} for t in fresh(16)])
+    runs = {"bare_encoder": [], "decide_cascade": [], "decide_full": []}
+    shares = []
+
+    def timed_decide(triage, texts):
+        EMBEDDING_CACHE.clear()
+        s = time.perf_counter()
+        ds = []
+        for k in range(0, len(texts), bs):
+            ds += triage.decide([{"subject": "", "body": x} for x in texts[k:k + bs]])
+        return n / (time.perf_counter() - s), ds
+
+    for rep in range(args.throughput_repeats):
+        texts = fresh(n)
+        s = time.perf_counter()
+        st.encode(texts, batch_size=64)
+        runs["bare_encoder"].append(n / (time.perf_counter() - s))
+        if tri.cascade is not None:
+            tps, ds = timed_decide(tri, texts)
+            runs["decide_cascade"].append(tps)
+            shares.append(sum(d.explanation.get("stage") == "cheap" for d in ds) / n)
+        tps, _ = timed_decide(plain, texts)
+        runs["decide_full"].append(tps)
+        print(f"repeat {rep + 1}/{args.throughput_repeats}: " + ", ".join(
+            f"{k} {v[-1]:.0f}/s" for k, v in runs.items() if v), flush=True)
+    med = {k: round(statistics.median(v), 1) for k, v in runs.items() if v}
+    out = {"batch": bs, "tickets_per_repeat": n, "repeats": args.throughput_repeats,
+           "data": "BANKING77 train.csv texts the process has not seen (unseen tickets)",
+           "tickets_per_s_median": med, "runs": {k: [round(x, 1) for x in v] for k, v in runs.items()},
+           "ratio_to_bare_encoder": {k: round(v / med["bare_encoder"], 2) for k, v in med.items() if k != "bare_encoder"}}
+    if shares:
+        out["cheap_stage_share"] = round(statistics.median(shares), 4)
+    print("throughput (median): " + json.dumps(out["tickets_per_s_median"]) + " ratio to bare encoder "
+          + json.dumps(out["ratio_to_bare_encoder"]) + (f"; cheap stage decided {out['cheap_stage_share']:.1%}"
+                                                         if shares else ""), flush=True)
+    return out
 
 
 if __name__ == "__main__":

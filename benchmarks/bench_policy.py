@@ -68,7 +68,27 @@ def _score(triage, rows):
     m["reasons"] = {}
     for d in ds:
         m["reasons"][d.reason.split(":")[0]] = m["reasons"].get(d.reason.split(":")[0], 0) + 1
+    if triage.cascade is not None:  # per stage: share decided, auto-routed, precision of the auto-routed
+        m["stages"] = {}
+        for stage in ("cheap", "full"):
+            idx = [i for i, d in enumerate(ds) if d.explanation.get("stage") == stage]
+            auto = [i for i in idx if ds[i].band == "auto_route"]
+            m["stages"][stage] = {"share": len(idx) / max(1, len(ds)), "auto_share": len(auto) / max(1, len(ds)),
+                                  "auto_precision": (sum(ds[i].topic == y[i] for i in auto) / len(auto)) if auto else None}
     return m
+
+
+def _score_both(bundle, rows):
+    """The bundle's figures as served (with its cascade when it has one) and, for a cascade
+    bundle, with the cascade off (= a bundle built without it: policy.json's thresholds)."""
+    from ticket_triage.decision.triage import Triage
+
+    tri = Triage.load(bundle)
+    m = _score(tri, rows)
+    if tri.cascade is not None:
+        m["cascade_info"] = tri.cascade.info
+        m["without_cascade"] = _score(Triage.load(bundle, cascade=False), rows)
+    return m, tri
 
 
 def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=None):
@@ -89,7 +109,7 @@ def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=No
                         model_version=f"bench-{family}-{level}", oos_texts=oos_texts), fit_s
 
 
-def bench_banking77(params, family, level, seed):
+def bench_banking77(params, family, level, seed, bundle_out=None):
     from ticket_triage.data import clean_tickets
     from ticket_triage.ingest.readers import read_tickets
     from ticket_triage.decision.triage import Triage
@@ -104,8 +124,12 @@ def bench_banking77(params, family, level, seed):
     train, val = _stratified_holdout(train_all, 0.1, seed)
     with tempfile.TemporaryDirectory() as d:
         bundle, fit_s = _train_bundle(params, family, level, train, val, Path(d) / "b")
-        tri = Triage.load(bundle)
-        m = _score(tri, test)
+        m, tri = _score_both(bundle, test)
+        if bundle_out:  # kept for bench_decide.py (e.g. the cascade's throughput on the same bundle)
+            import shutil
+
+            shutil.rmtree(bundle_out, ignore_errors=True)
+            shutil.copytree(bundle, bundle_out)
         m["train_seconds"] = fit_s
         m["train_info"] = {k: v for k, v in getattr(tri.classifier, "train_info", {}).items() if k != "history"}
         m["thresholds"] = tri.thresholds.to_dict()["auto_route"]
@@ -136,8 +160,7 @@ def bench_clinc150(params, family, seed):
     oos_test = [{"id": f"oos-{i}", "text": t, "topic": "oos", "language": "en"} for i, (t, _) in enumerate(data["oos_test"])]
     with tempfile.TemporaryDirectory() as d:
         bundle, fit_s = _train_bundle(params, family, "topic", train, val, Path(d) / "b", oos_texts=oos_val)
-        tri = Triage.load(bundle)
-        m = _score(tri, test + oos_test)
+        m, tri = _score_both(bundle, test + oos_test)
         m["train_seconds"] = fit_s
         m["ood_cutoff"] = tri.ood.cutoff if tri.ood is not None else None
         m["ood_method"] = tri.policy.ood.get("method") if tri.policy.ood else None
@@ -158,6 +181,8 @@ def main() -> int:
                     help="a composed params JSON/YAML to use instead of composing conf/ (machines without "
                          "Hydra); --set then sets dotted keys in it")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--bundle-out", default=None, metavar="DIR",
+                    help="keep the BANKING77 bundle in DIR (e.g. for benchmarks/bench_decide.py --bundle DIR)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy.json"))
     args = ap.parse_args()
 
@@ -181,7 +206,8 @@ def main() -> int:
               "overrides": args.set,
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
     if "banking77" in args.datasets:
-        result["banking77_topics"] = bench_banking77(params, args.family, args.label_level, args.seed)
+        result["banking77_topics"] = bench_banking77(params, args.family, args.label_level, args.seed,
+                                                     args.bundle_out)
         print("banking77", json.dumps(result["banking77_topics"], default=str)[:600], flush=True)
     if "clinc150" in args.datasets:
         result["clinc150"] = bench_clinc150(params, args.family, args.seed)
