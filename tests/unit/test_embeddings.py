@@ -66,3 +66,12 @@ def test_cached_classifier_embeds_each_text_once_and_classifies_from_the_cache(m
         assert first.tolist() == [[1, 1], [2, 1], [1, 1], [9, 9]]
         np.testing.assert_allclose(again, [[2 / 3, 1 / 3], [0.5, 0.5]])
         assert cached.embed([]).shape == (0, 2)
+
+
+def test_a_copied_encoder_gets_its_own_token():
+    import copy
+
+    a = Encoder()
+    tok = owner_token(a)
+    b = copy.deepcopy(a)
+    assert owner_token(b) != tok and owner_token(a) == tok

@@ -30,6 +30,12 @@ _token_lock = threading.Lock()
 def owner_token(obj: Any) -> int:
     """A number that names ``obj`` for as long as it lives and is never given to another."""
     with _token_lock:
+        attrs = getattr(obj, "__dict__", None)
+        if isinstance(attrs, dict):  # the token lives and dies with the object itself
+            held = attrs.get("_triage_cache_token")
+            if held is None or held[0] != id(obj):  # a copy carries its original's: not its own
+                held = attrs["_triage_cache_token"] = (id(obj), next(_counter))
+            return held[1]
         try:
             tok = _tokens.get(obj)
             if tok is None:
