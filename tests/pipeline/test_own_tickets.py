@@ -102,18 +102,19 @@ def test_own_export_to_champion_without_demo_data(project, tmp_path):
     # the champion belongs to the dataset
     decision = json.loads((art / "promote" / "decision.json").read_text())
     assert decision["promoted"] and decision["dataset"] == "gh_small" and decision["alias"] == "champion-gh_small"
-    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-    try:
-        from ticket_triage import tracking
-
-        tracking.setup({"experiment": "ticket-triage"})
-        champ = tracking.alias_version("champion", dataset="gh_small")
-        tags = tracking.version_tags(champ)
-        assert tags["dataset"] == "gh_small" and tags["taxonomy"] == "gh_small" and tags["taxonomy_version"] == "1"
-        assert tags["dataset_fingerprint"] == meta["source_fingerprint"]
-        assert tracking.alias_version("champion", dataset="banking77") is None
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    # read the registry in a child process: MLflow keeps process-global store state that would
+    # leak this project's store into later tests
+    code = ("import json; from ticket_triage import tracking; tracking.setup({'experiment': 'ticket-triage'}); "
+            "c = tracking.alias_version('champion', dataset='gh_small'); "
+            "print(json.dumps({'tags': tracking.version_tags(c), "
+            "'other': tracking.alias_version('champion', dataset='banking77') is None}))")
+    r = _run([sys.executable, "-c", code], project, env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    reg = json.loads(r.stdout.strip().splitlines()[-1])
+    tags = reg["tags"]
+    assert tags["dataset"] == "gh_small" and tags["taxonomy"] == "gh_small" and tags["taxonomy_version"] == "1"
+    assert tags["dataset_fingerprint"] == meta["source_fingerprint"]
+    assert reg["other"]
 
     # new, unlabelled tickets are classified with the training mapping (no label column needed)
     with (project / "exports" / "new.csv").open() as f:
