@@ -70,15 +70,35 @@ def alias_name(alias: str, dataset: str | None = None) -> str:
     return f"{alias}-{re.sub(r'[^A-Za-z0-9_-]', '_', ds)}"
 
 
+_WRITTEN: dict[str, str] = {}
+
+
+def _user_env(name: str) -> str | None:
+    """``name`` from the environment unless the value is the one MLflow wrote there on our last
+    setup() (``mlflow.set_tracking_uri`` / ``set_registry_uri`` export what they are given)."""
+    value = os.environ.get(name)
+    return None if value is not None and value == _WRITTEN.get(name) else value
+
+
 def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None) -> str:
     """Point MLflow at the store (env first) and select ``experiment`` (default: the
     configured one, ``ticket-triage``). Returns the tracking URI."""
     import mlflow
 
     cfg = dict(cfg or {})
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.get("uri") or "sqlite:///mlruns.db"
+    env_uri, env_registry = _user_env("MLFLOW_TRACKING_URI"), _user_env("MLFLOW_REGISTRY_URI")
+    uri = env_uri or cfg.get("uri") or "sqlite:///mlruns.db"
+    registry = env_registry or uri
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    mlflow.set_registry_uri(registry)
+    # MLflow copies both into os.environ (for subprocesses): remember the values that came from the
+    # config as ours, so that a later setup() with another store is not pinned to this one by our
+    # own write (a registry left at the first store registered versions into the wrong database)
+    for name, value, from_env in (("MLFLOW_TRACKING_URI", uri, env_uri), ("MLFLOW_REGISTRY_URI", registry, env_registry)):
+        if from_env:
+            _WRITTEN.pop(name, None)
+        else:
+            _WRITTEN[name] = value
     quiet_library_warnings()
     if not sys.stderr.isatty():  # MLflow's download bars are \r-redrawn lines in a log
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

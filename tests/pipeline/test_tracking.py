@@ -152,3 +152,28 @@ def test_pyfunc_environment_rebuilds_without_the_project(tracked, tmp_path):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["file"].startswith(str(local)), got
     assert got["topic"] == "transfers"
+
+
+def test_setup_follows_the_config_each_time_but_keeps_the_users_environment(tmp_path, monkeypatch):
+    """MLflow exports the URIs it is given into os.environ; a second setup() with another store must
+    not be pinned to the first by that write (the registry stayed at the first database and a
+    version was registered there), while a URI the user exported wins every time."""
+    import mlflow
+
+    from ticket_triage import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setattr(tracking, "_WRITTEN", {})
+    a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    assert tracking.setup({"uri": a, "experiment": "x"}) == a
+    assert mlflow.get_registry_uri() == a
+    assert tracking.setup({"uri": b, "experiment": "x"}) == b
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == (b, b)
+
+    user, user_registry = f"sqlite:///{tmp_path}/user.db", f"sqlite:///{tmp_path}/registry.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", user)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", user_registry)
+    for cfg_uri in (a, b):
+        assert tracking.setup({"uri": cfg_uri, "experiment": "x"}) == user
+        assert mlflow.get_registry_uri() == user_registry
