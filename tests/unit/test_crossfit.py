@@ -8,7 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from ticket_triage.decision.crossfit import cross_fit_topic_scores, skip_reason
+from ticket_triage.decision.crossfit import (
+    DEFAULT_MAX_TRAIN_CHARS,
+    cross_fit_topic_scores,
+    max_train_chars,
+    skip_reason,
+)
 from ticket_triage.decision.bundle import build_bundle
 from ticket_triage.decision.triage import Policy, _raw_topic_proba
 from ticket_triage.models import build_classifier
@@ -28,6 +33,36 @@ def test_skip_reasons_name_the_cause():
     assert "known out-of-scope" in skip_reason(tfidf, ["a"] * 10 + ["b"] * 10, 5, known_oos=True)
     setfit = build_classifier("setfit")
     assert "not cheap to refit" in skip_reason(setfit, ["a"] * 10 + ["b"] * 10, 5)
+
+
+def test_cost_cap_stops_text_bound_refits_only():
+    """Above thresholds.cross_fit_max_train_chars a TF-IDF family (and an ensemble with a TF-IDF
+    member) is not refitted per fold; a frozen-encoder head (cached embeddings) still is."""
+    labels = ["a"] * 10 + ["b"] * 10
+    tfidf = build_classifier("tfidf_logreg")
+    why = skip_reason(tfidf, labels, 5, train_chars=39_000_000, max_train_chars=10_000_000)
+    assert "39,000,000 characters > thresholds.cross_fit_max_train_chars 10,000,000" in why
+    assert skip_reason(tfidf, labels, 5, train_chars=9_000_000, max_train_chars=10_000_000) is None
+    assert skip_reason(tfidf, labels, 5, train_chars=39_000_000, max_train_chars=None) is None
+    assert skip_reason(build_classifier("embed_logreg"), labels, 5, train_chars=39_000_000,
+                       max_train_chars=10_000_000) is None
+    ensemble = build_classifier("ensemble")
+    assert ensemble.refit_scales_with_text
+    assert "cross_fit_max_train_chars" in skip_reason(ensemble, labels, 5, train_chars=39_000_000,
+                                                      max_train_chars=10_000_000)
+    assert max_train_chars({"cross_fit_max_train_chars": None}) is None
+    assert max_train_chars({}) == DEFAULT_MAX_TRAIN_CHARS
+
+
+def test_build_bundle_honours_the_cost_cap(tmp_path, base_params, small_rows):
+    params = copy.deepcopy(base_params)
+    params["thresholds"].update({"tune": True, "cross_fit_folds": 4, "min_support": 5})
+    train, val = small_rows[:40], small_rows[40:]
+    params["thresholds"]["cross_fit_max_train_chars"] = sum(len(r["text"]) for r in train) - 1
+    clf = build_classifier("tfidf_logreg").fit([r["text"] for r in train], [r["topic"] for r in train], progress=False)
+    th = json.loads((build_bundle(clf, train, val, params, tmp_path / "cap") / "policy.json").read_text())
+    assert "cross_fit_max_train_chars" in th["thresholds"]["info"]["cross_fit"]
+    assert th["thresholds"]["info"]["n_validation"] == len(val)
 
 
 def test_scores_are_out_of_fold(small_rows):

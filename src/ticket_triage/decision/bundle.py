@@ -38,7 +38,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     from collections import Counter
 
     from ticket_triage.decision.calibration import fit_calibrator
-    from ticket_triage.decision.crossfit import cross_fit_topic_scores
+    from ticket_triage.decision.crossfit import cross_fit_topic_scores, max_train_chars
     from ticket_triage.decision.crossfit import label_of
     from ticket_triage.decision.ood import OODScorer, pick_method
     from ticket_triage.text.clean import CLEANING_VERSION
@@ -134,7 +134,8 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         lambda m, texts: _raw_topic_proba(m, stub, texts),
         folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0,
         calibration=th_cfg.get("calibration", "temperature"), seed=int(params.get("seed", 42)),
-        progress=progress, known_oos=bool(oos_texts))
+        progress=progress, known_oos=bool(oos_texts),
+        max_train_chars=max_train_chars(th_cfg))
     if cf.probs is not None:
         tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
         tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]

@@ -209,7 +209,7 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
     validation, tune its scope cut-off and certify its exit thresholds on the eligible
     validation tickets plus cross-fitted out-of-fold train scores."""
     from ticket_triage.decision.calibration import fit_calibrator
-    from ticket_triage.decision.crossfit import cross_fit_topic_scores, label_of
+    from ticket_triage.decision.crossfit import cross_fit_topic_scores, max_train_chars, label_of
     from ticket_triage.decision.ood import tune_cutoff
     from ticket_triage.decision.thresholds import Thresholds, tune_thresholds
     from ticket_triage.decision.triage import Policy, _raw_topic_proba
@@ -251,7 +251,8 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
         cheap, train_rows, label_level, topics, val_texts, y_val, lambda m, t: _raw_topic_proba(m, stub, t),
         folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0,
         calibration=th_cfg.get("calibration", "temperature"), seed=seed, progress=progress,
-        known_oos=bool(oos_texts))
+        known_oos=bool(oos_texts),
+        max_train_chars=max_train_chars(th_cfg))
     el_train = None
     if cf.probs is not None:
         # out-of-fold rows are not filtered by the scope check (its centroids saw them);

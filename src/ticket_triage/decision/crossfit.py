@@ -19,7 +19,12 @@ weaker than the final model: the bound it certifies is, if anything, conservativ
 
 Only families that declare ``cheap_refit`` (TF-IDF, frozen embeddings + linear head: the
 encoder's embeddings are cached, so a refit is a logistic regression) are cross-fitted;
-SetFit and the fine-tuned transformer would train ``folds`` more times.
+SetFit and the fine-tuned transformer would train ``folds`` more times. A family whose refit
+cost grows with the text it reads (``refit_scales_with_text``: TF-IDF, and an ensemble with a
+TF-IDF member) is not cross-fitted when the train split holds more than ``max_train_chars``
+characters (``thresholds.cross_fit_max_train_chars``): on 16,000 long tickets (~39M characters)
+the five fold refits cost five more fits of minutes each, while the validation split that large
+(~2,000 tickets) already bounds precision closely enough on its own.
 """
 
 from __future__ import annotations
@@ -39,15 +44,29 @@ class CrossFit:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+#: ``thresholds.cross_fit_max_train_chars`` when a params file predates it: ~10M characters is
+#: BANKING77's train split 16 times over, and a quarter of 16,000 long (~2,450-character) tickets
+DEFAULT_MAX_TRAIN_CHARS = 10_000_000
+
+
+def max_train_chars(th_cfg: Mapping[str, Any]) -> int | None:
+    """The configured cap (``thresholds.cross_fit_max_train_chars``; null or 0 = no cap)."""
+    value = th_cfg.get("cross_fit_max_train_chars", DEFAULT_MAX_TRAIN_CHARS)
+    return int(value) if value else None
+
+
 def label_of(row: Mapping[str, Any], level: str) -> str:
     """The label a classifier trains on: the fine source tag at ``tag`` level, else the topic."""
     return str(row.get("label_fine") or row["topic"]) if level == "tag" else str(row["topic"])
 
 
-def skip_reason(classifier: Any, labels: Sequence[str], folds: int, known_oos: bool = False) -> str | None:
+def skip_reason(classifier: Any, labels: Sequence[str], folds: int, known_oos: bool = False, *,
+                train_chars: int = 0, max_train_chars: int | None = None) -> str | None:
     """Why cross-fitting does not apply here, or None when it does. ``known_oos``: the tuning
     set holds known out-of-scope validation tickets, whose share (and so the errors they stand
-    for) thousands of in-scope out-of-fold rows would dilute."""
+    for) thousands of in-scope out-of-fold rows would dilute. ``train_chars`` /
+    ``max_train_chars``: the train split's size in characters and the cap above which a family
+    whose refit cost grows with text is not refitted ``folds`` times (None: no cap)."""
     if folds < 2:
         return "off (thresholds.cross_fit_folds < 2)"
     if known_oos:
@@ -56,6 +75,11 @@ def skip_reason(classifier: Any, labels: Sequence[str], folds: int, known_oos: b
     if not getattr(classifier, "cheap_refit", False):
         return (f"family {classifier.family} is not cheap to refit: thresholds tuned on validation only "
                 "(set thresholds.cross_fit_folds: 0 to silence this)")
+    if (max_train_chars is not None and train_chars > max_train_chars
+            and getattr(classifier, "refit_scales_with_text", False)):
+        return (f"skipped: the train split holds {train_chars:,} characters > thresholds.cross_fit_max_train_chars "
+                f"{max_train_chars:,}; {folds} more fits of {classifier.family} would cost about {folds}x its own fit, "
+                "and a split this large tunes on validation alone (raise the cap to cross-fit anyway)")
     _, counts = np.unique(np.asarray(labels, dtype=object), return_counts=True)
     need = 2 * folds
     if len(counts) < 2 or counts.min() < need:
@@ -68,7 +92,8 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
                            topics: Sequence[str], val_texts: Sequence[str], y_val: np.ndarray,
                            to_topics: Callable[[Any, Sequence[str]], np.ndarray], *,
                            folds: int = 5, calibration: str = "temperature", seed: int = 42,
-                           progress: bool = False, known_oos: bool = False) -> CrossFit:
+                           progress: bool = False, known_oos: bool = False,
+                           max_train_chars: int | None = None) -> CrossFit:
     """Calibrated out-of-fold topic probabilities for every training ticket (module docstring).
 
     ``to_topics(model, texts)`` returns a model's raw (n, len(topics)) topic probabilities
@@ -80,10 +105,11 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     from ticket_triage.models.base import progress_bar
 
     labels = [label_of(r, label_level) for r in train_rows]
-    why = skip_reason(classifier, labels, folds, known_oos)
+    texts = [r["text"] for r in train_rows]
+    why = skip_reason(classifier, labels, folds, known_oos, train_chars=sum(len(t) for t in texts),
+                      max_train_chars=max_train_chars)
     if why is not None:
         return CrossFit(None, None, {"cross_fit": why})
-    texts = [r["text"] for r in train_rows]
     y_train = np.array([list(topics).index(r["topic"]) for r in train_rows])
     keep = np.asarray(y_val) >= 0
     oof = np.zeros((len(train_rows), len(topics)))

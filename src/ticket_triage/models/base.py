@@ -32,6 +32,9 @@ class Classifier(ABC):
     #: cached, a linear head): ``build_bundle`` then cross-fits the family to tune the
     #: thresholds on out-of-fold scores of the whole train split, not on validation alone.
     cheap_refit: ClassVar[bool] = False
+    #: True when a refit's cost grows with the characters it reads (TF-IDF features are built from
+    #: the text every time): cross-fitting then stops at ``thresholds.cross_fit_max_train_chars``.
+    refit_scales_with_text: ClassVar[bool] = False
     #: True when ``fit`` takes ``validation=(texts, labels)`` (early stopping of the fine-tuned
     #: encoder families); ``train_candidate`` then passes the sweep's validation split.
     uses_validation: ClassVar[bool] = False

@@ -59,6 +59,10 @@ class EnsembleClassifier(Classifier):
     def cheap_refit(self) -> bool:  # type: ignore[override]
         return all(getattr(m, "cheap_refit", False) for m in self.members)
 
+    @property
+    def refit_scales_with_text(self) -> bool:  # type: ignore[override]
+        return any(getattr(m, "refit_scales_with_text", False) for m in self.members)
+
     def _weights(self) -> np.ndarray:
         w = np.ones(len(self.members)) if self.params["weights"] is None else np.asarray(self.params["weights"], float)
         return w / w.sum()

@@ -53,6 +53,7 @@ class TfidfLogReg(Classifier):
 
     family = "tfidf_logreg"
     cheap_refit = True
+    refit_scales_with_text = True
 
     def __init__(self, **params: Any):
         super().__init__(**merged_params(DEFAULTS, params, self.family))
