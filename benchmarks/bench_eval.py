@@ -1,4 +1,4 @@
-"""Benchmark `triage eval run` (ticket_triage.monitoring.continuous.run_continuous_eval) over 10,000
+"""Benchmark `triage monitor` (ticket_triage.monitoring.continuous.run_continuous_eval) over 10,000
 recent tickets.
 
 Recent traffic: BANKING77's published test.csv (3,080 texts) repeated with small variations

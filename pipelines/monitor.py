@@ -1,5 +1,5 @@
 """DVC stage `monitor`: continuous evaluation of the champion (same as `triage monitor`; `triage eval run` is its deprecated alias).
-See ticket_triage.monitoring.continuous.run_continuous_eval."""
+Settings: the `monitor` section of params.yaml. See ticket_triage.monitoring.continuous.run_continuous_eval."""
 
 import logging
 import sys

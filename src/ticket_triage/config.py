@@ -10,6 +10,7 @@ the project opens ``params.yaml`` or ``conf/``.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
@@ -38,6 +39,29 @@ class ConfigError(ValueError):
     """The configuration is wrong; the message names the key and what is allowed."""
 
 
+MONITOR_SECTION = "monitor"        # continuous evaluation's params section (conf/monitor/)
+LEGACY_MONITOR_SECTION = "eval"    # its name before: still read from an old params.yaml, with a warning
+LEGACY_MONITOR_WARNING = (
+    "params.yaml has the old `eval:` section and no `monitor:`: continuous evaluation reads it for now, "
+    "but the section is called `monitor:` (conf/monitor/) and `eval:` will stop being read. Fix: recompose "
+    "params.yaml with `triage config compose` (a custom conf/eval/<name>.yaml moves to "
+    "conf/monitor/<name>.yaml, and `- eval: <name>` in conf/config.yaml becomes `- monitor: <name>`)."
+)
+
+
+def monitor_section(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``monitor`` section (continuous evaluation; ``{}`` when absent). A params.yaml composed
+    before the section was renamed has ``eval:`` instead: that one is read, with one
+    :class:`FutureWarning` (shown to users by default) naming the fix. When both are present,
+    ``monitor`` wins."""
+    if MONITOR_SECTION in params:
+        return dict(params[MONITOR_SECTION] or {})
+    if LEGACY_MONITOR_SECTION in params:
+        warnings.warn(LEGACY_MONITOR_WARNING, FutureWarning, stacklevel=2)
+        return dict(params[LEGACY_MONITOR_SECTION] or {})
+    return {}
+
+
 T = TypeVar("T")
 
 
@@ -63,7 +87,7 @@ def reject_unknown(given: Iterable[str], known: Iterable[str], where: str) -> No
 
 @dataclass
 class ContinuousConfig:
-    """``eval.continuous`` in params.yaml (see conf/eval/default.yaml): where continuous
+    """``monitor.continuous`` in params.yaml (see conf/monitor/default.yaml): where continuous
     evaluation reads recent traffic and writes its outputs and history."""
 
     out_dir: str = "eval/continuous"
@@ -79,7 +103,7 @@ class ContinuousConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "ContinuousConfig":
-        return strict_section(cls, d, "eval.continuous")
+        return strict_section(cls, d, "monitor.continuous")
 
 
 @dataclass

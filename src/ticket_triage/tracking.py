@@ -121,10 +121,33 @@ EXPERIMENT_DESCRIPTIONS = {
         "parent run per sweep with one child run per candidate (validation metrics, plots, the model); "
         "`evaluate-*` runs score the winner once on test and held-out tickets and register it as "
         "`ticket-triage@challenger-<dataset>`; `promote-*` runs compare challenger and champion on held-out accuracy."),
+    "monitor": (
+        "Continuous evaluation of the champion (`triage monitor`, the DVC `monitor` stage): frozen held-out "
+        "set, recent traffic, drift, failure catalog and cost per routing policy, one run per evaluation. "
+        "Runs logged before the rename are in the experiment `continuous-eval`."),
     "continuous-eval": (
-        "Continuous evaluation of the champion (`triage eval run`, the DVC `monitor` stage): frozen held-out "
-        "set, recent traffic, drift, failure catalog and cost per routing policy, one run per evaluation."),
+        "Continuous evaluation of the champion (`triage monitor`, the DVC `monitor` stage) as it was named "
+        "before the rename: new runs go to the experiment `monitor` (`tracking.monitor_experiment`)."),
 }
+
+MONITOR_EXPERIMENT = "monitor"                   # default of tracking.monitor_experiment
+LEGACY_MONITOR_EXPERIMENT = "continuous-eval"    # where stores made before the rename hold those runs
+
+
+def monitor_experiment(cfg: Mapping[str, Any] | None = None) -> str:
+    """The experiment continuous evaluation logs to: ``tracking.monitor_experiment``, default
+    ``monitor``. Set it to ``continuous-eval`` to keep logging beside the runs of a store made
+    before the rename."""
+    return str((cfg or {}).get("monitor_experiment") or MONITOR_EXPERIMENT)
+
+
+def monitor_experiment_names(cfg: Mapping[str, Any] | None = None) -> list[str]:
+    """Every experiment that may hold continuous-evaluation runs: the configured one, then the
+    pre-rename ``continuous-eval`` (an existing store keeps its past runs there; nothing is moved).
+    Read the whole history with ``mlflow.search_runs(experiment_names=monitor_experiment_names(cfg))``
+    (names a store lacks are skipped). The monitor's own run-to-run comparison reads
+    ``eval/history/``, not MLflow, so the rename loses none of it."""
+    return list(dict.fromkeys((monitor_experiment(cfg), LEGACY_MONITOR_EXPERIMENT)))
 
 
 def run_name(stage: str, what: str) -> str:

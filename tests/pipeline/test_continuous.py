@@ -28,9 +28,9 @@ def _params(base_params: dict, tmp_path: Path) -> dict:
     p["paths"].update({"split": str(tmp_path / "split"), "heldout": str(tmp_path / "heldout.jsonl"),
                        "feedback": str(tmp_path / "feedback"), "train": str(tmp_path / "train")})
     p["tracking"]["artifact_location"] = str(tmp_path / "mlartifacts")
-    p["eval"]["continuous"].update({"out_dir": str(tmp_path / "out"), "history_dir": str(tmp_path / "history"),
-                                    "recent_path": str(tmp_path / "recent.jsonl")})
-    p["eval"]["compare"]["bootstrap_n"] = 300
+    p["monitor"]["continuous"].update({"out_dir": str(tmp_path / "out"), "history_dir": str(tmp_path / "history"),
+                                       "recent_path": str(tmp_path / "recent.jsonl")})
+    p["monitor"]["compare"]["bootstrap_n"] = 300
     return p
 
 
@@ -109,14 +109,51 @@ def test_two_runs_compare_then_a_drop_is_flagged_with_its_label(setup, tiny_bund
     assert worst["delta"] < 0 and worst["ci_high"] < 0
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
-    exp = mlflow.get_experiment_by_name("continuous-eval")
+    assert params["tracking"]["monitor_experiment"] == "monitor"  # the composed default
+    exp = mlflow.get_experiment_by_name("monitor")
     runs = mlflow.search_runs([exp.experiment_id], output_format="list")
     assert len(runs) == 3
+    assert mlflow.get_experiment_by_name("continuous-eval") is None  # the old name is not created
     latest = mlflow.get_run(third["mlflow_run_id"])
-    assert latest.data.tags["status"] == "retrain recommended"
+    assert latest.data.tags["status"] == "retrain recommended" and latest.data.tags["stage"] == "monitor"
+    assert latest.info.run_name.startswith("monitor-")
     assert latest.data.metrics["compare/drop"] == 1.0
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(third["mlflow_run_id"], "continuous")}
     assert "continuous/summary.md" in arts
+
+
+def test_an_old_params_yaml_and_an_old_store_keep_working(setup, tiny_bundle, tmp_path):
+    """A params.yaml composed before the rename (``eval:``, no ``monitor:``; a tracking section
+    without ``monitor_experiment``) runs as before with one warning naming the fix; an MLflow
+    store made before the rename keeps its ``continuous-eval`` runs, found beside the new ones."""
+    import warnings
+
+    import mlflow
+
+    from ticket_triage import tracking
+
+    params, _ = setup
+    old = copy.deepcopy(params)
+    old["eval"] = old.pop("monitor")
+    old["tracking"].pop("monitor_experiment")
+    tracking.setup(old["tracking"], experiment="continuous-eval")  # a run logged before the rename
+    with tracking.run("continuous-eval-old"):
+        tracking.log_metrics({"heldout/accuracy": 0.5})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = run_continuous_eval(old, bundle_dir=tiny_bundle, track=True)
+    ours = [w for w in caught if "`eval:`" in str(w.message)]
+    assert len(ours) == 1 and issubclass(ours[0].category, FutureWarning), [str(w.message) for w in caught]
+    assert "triage config compose" in str(ours[0].message) and "monitor" in str(ours[0].message)
+    # the old section's settings were used (out_dir, history_dir and recent_path point into tmp_path)
+    assert (tmp_path / "out" / "summary.md").is_file() and len(list((tmp_path / "history").glob("*.json"))) == 1
+    assert res["data"]["recent"] == len(read_tickets_file(tmp_path / "recent.jsonl"))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
+    assert mlflow.get_run(res["mlflow_run_id"]).info.experiment_id == mlflow.get_experiment_by_name("monitor").experiment_id
+    names = tracking.monitor_experiment_names(old["tracking"])
+    assert names == ["monitor", "continuous-eval"]
+    found = mlflow.search_runs(experiment_names=names, output_format="list")
+    assert {r.info.run_name for r in found} == {"continuous-eval-old", mlflow.get_run(res["mlflow_run_id"]).info.run_name}
 
 
 def test_injected_shift_in_recent_traffic_is_not_ok(setup, tiny_bundle, tmp_path):

@@ -11,6 +11,7 @@ from ticket_triage.config import (
     ContinuousConfig,
     flatten,
     load_params,
+    monitor_section,
     reject_unknown,
     section,
     strict_section,
@@ -42,7 +43,7 @@ def test_reject_unknown_is_silent_on_known_keys():
 
 def test_typed_sections_are_strict():
     assert ContinuousConfig.from_dict({"top_n": 3}).top_n == 3
-    with pytest.raises(ConfigError, match="eval.continuous"):
+    with pytest.raises(ConfigError, match="monitor.continuous"):
         ContinuousConfig.from_dict({"top": 3})
     cc = CleanConfig.from_dict({"strip_quotes": False})
     assert cc.strip_quotes is False and cc.redact_pii is True
@@ -53,7 +54,31 @@ def test_typed_sections_are_strict():
 
 def test_the_projects_params_compose_into_valid_sections(base_params):
     assert CleanConfig.from_dict(base_params["clean"]).max_chars == base_params["clean"]["max_chars"]
-    ContinuousConfig.from_dict((base_params.get("eval") or {}).get("continuous"))
+    assert "monitor" in base_params and "eval" not in base_params
+    ContinuousConfig.from_dict(monitor_section(base_params).get("continuous"))
+
+
+def test_monitor_section_reads_an_old_eval_section_with_one_warning(recwarn):
+    new, old = {"continuous": {"top_n": 3}}, {"continuous": {"top_n": 4}}
+    assert monitor_section({"monitor": new}) == new and monitor_section({"monitor": new}) is not new
+    assert monitor_section({"monitor": new, "eval": old}) == new  # recomposed: `monitor` wins
+    assert monitor_section({"seed": 1}) == {} and monitor_section({"monitor": None}) == {}
+    assert not recwarn.list
+    with pytest.warns(FutureWarning) as caught:
+        assert monitor_section({"eval": old}) == old
+    assert len(caught) == 1
+    msg = str(caught[0].message)
+    assert "`eval:`" in msg and "`monitor:`" in msg and "triage config compose" in msg and "conf/monitor/" in msg
+
+
+def test_monitor_experiment_is_configurable_and_the_old_name_is_still_searched():
+    from ticket_triage.tracking import monitor_experiment, monitor_experiment_names
+
+    assert monitor_experiment(None) == monitor_experiment({"experiment": "ticket-triage"}) == "monitor"
+    assert monitor_experiment({"monitor_experiment": "cont"}) == "cont"
+    assert monitor_experiment_names({}) == ["monitor", "continuous-eval"]
+    assert monitor_experiment_names({"monitor_experiment": "cont"}) == ["cont", "continuous-eval"]
+    assert monitor_experiment_names({"monitor_experiment": "continuous-eval"}) == ["continuous-eval"]
 
 
 def test_load_params_and_section_say_what_to_do(tmp_path):

@@ -16,7 +16,11 @@ only the building blocks in ``evaluation`` / ``metrics`` / ``drift`` / ``noise``
    flagged with the labels that caused it);
 4. writes a failure catalog, a label-noise audit of the train split, a cost report and plots
    under ``eval/continuous/`` with a ``summary.md`` for support leads, and logs everything to
-   the MLflow experiment ``continuous-eval``.
+   the MLflow experiment ``monitor`` (``tracking.monitor_experiment``; runs logged before the
+   rename stay in ``continuous-eval``, see :func:`ticket_triage.tracking.monitor_experiment`).
+
+Settings: the ``monitor`` section of params.yaml (conf/monitor/; an old params.yaml's ``eval``
+section is still read, with a warning: :func:`ticket_triage.config.monitor_section`).
 
 Status (``ok`` / ``watch`` / ``retrain recommended``):
 
@@ -50,7 +54,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ticket_triage.config import ContinuousConfig, target_precision
+from ticket_triage.config import ContinuousConfig, monitor_section, target_precision
 from ticket_triage.data import iter_jsonl
 from ticket_triage.monitoring.history import (
     STATUSES,
@@ -69,9 +73,6 @@ from ticket_triage.monitoring.traffic import (
 )
 
 log = logging.getLogger(__name__)
-
-EXPERIMENT = "continuous-eval"
-
 
 @dataclass
 class _Run:
@@ -107,10 +108,10 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
                         history_dir: str | Path | None = None, track: bool = True) -> dict[str, Any]:
     """Evaluate a bundle on held-out, recent labelled and recent unlabelled traffic; compare
     with the previous run; write ``eval/continuous/`` and a history entry; log to MLflow
-    (experiment ``continuous-eval``) when ``track``. Returns the result dict (also written as
+    (experiment ``monitor``, see :func:`ticket_triage.tracking.monitor_experiment`) when ``track``. Returns the result dict (also written as
     ``result.json``): status, reasons, metrics, comparison, drift, cost, noise, outputs."""
     t_start = time.perf_counter()
-    ev = dict(params.get("eval") or {})
+    ev = monitor_section(params)
     cc = ContinuousConfig.from_dict(ev.get("continuous"))
     stamp_dt = datetime.now(timezone.utc)
     run = _Run(params=params, ev=ev, cc=cc, paths=dict(params.get("paths") or {}),
@@ -192,7 +193,7 @@ def _decide_unlabelled(run: _Run, recent_path: str | Path | None) -> None:
     recent_rows = _sample(read_tickets_file(rp), cc.recent_max_rows, run.seed, newest=True)
     ref_rows, ref_source = reference_rows(triage, cc, split_dir, run.seed)
     if not recent_rows:
-        raise ValueError(f"{rp} holds no tickets: point eval.continuous.recent_path at recent traffic")
+        raise ValueError(f"{rp} holds no tickets: point monitor.continuous.recent_path at recent traffic")
     recent_frame, recent_decisions = decide_frame(triage, recent_rows)
     ref_frame, _ = decide_frame(triage, ref_rows)
     run.r.update(split_dir=split_dir, recent_path=rp, recent_rows=recent_rows, ref_rows=ref_rows,
@@ -367,9 +368,9 @@ def _track(run: _Run, result: dict[str, Any], flat: Mapping[str, float]) -> None
     from ticket_triage import tracking
 
     triage = run.r["triage"]
-    tracking.setup(run.params.get("tracking"), experiment=EXPERIMENT)
-    with tracking.run(f"continuous-eval-{triage.policy.family}-{tracking.git_sha(short=True)}",
-                      tags={"stage": "continuous-eval", "model_family": triage.policy.family,
+    tracking.setup(run.params.get("tracking"), experiment=tracking.monitor_experiment(run.params.get("tracking")))
+    with tracking.run(f"monitor-{triage.policy.family}-{tracking.git_sha(short=True)}",
+                      tags={"stage": "monitor", "model_family": triage.policy.family,
                             "model_version": triage.model_version, "status": result["status"],
                             "bundle_source": run.r["bundle_source"]}) as r:
         tracking.log_metrics({**flat, **{f"seconds/{k}": v for k, v in run.timings.items()}})
@@ -382,7 +383,7 @@ def _track(run: _Run, result: dict[str, Any], flat: Mapping[str, float]) -> None
 def label_noise_audit(train_path: str | Path, noise_cfg: Mapping[str, Any] | None, seed: int,
                       cache_path: str | Path) -> tuple[Any, bool]:
     """``noise.audit_labels`` on the train split, reused from ``cache_path`` while the split
-    file and the ``eval.noise`` settings are unchanged (the split only changes on retraining).
+    file and the ``monitor.noise`` settings are unchanged (the split only changes on retraining).
     Returns ``(NoiseAudit, from_cache)``."""
     import hashlib
 

@@ -37,7 +37,7 @@ PARTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 @dataclass
 class CostConfig:
-    """Prices and volume (``eval.cost``); all money in USD."""
+    """Prices and volume (``monitor.cost``); all money in USD."""
 
     classical_per_1k_tickets: float = 0.02
     rules_per_1k_tickets: float = 0.0
@@ -56,10 +56,10 @@ class CostConfig:
         from ticket_triage.config import reject_unknown
 
         d = dict(d or {})
-        reject_unknown(d, (f.name for f in fields(cls)), "eval.cost")
+        reject_unknown(d, (f.name for f in fields(cls)), "monitor.cost")
         bad = sorted(k for k, v in d.items() if not isinstance(v, (int, float)) or v < 0)
         if bad:
-            raise ValueError(f"eval.cost values must be non-negative numbers; check {bad}")
+            raise ValueError(f"monitor.cost values must be non-negative numbers; check {bad}")
         return cls(**d)
 
     def llm_call_cost(self, input_tokens: float | None = None, output_tokens: float | None = None) -> float:

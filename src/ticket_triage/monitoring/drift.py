@@ -2,7 +2,7 @@
 
 ``drift_report(train_frame, recent_frame, cfg)`` compares a reference frame (training tickets,
 scored by the model) with recent traffic and computes five signals, each with a threshold
-from config (``eval.drift`` in params.yaml):
+from config (``monitor.drift`` in params.yaml):
 
 ============== ===================================================================== ==========
 signal         value                                                                 fires when
@@ -89,7 +89,7 @@ class NewVocabularyConfig:
 
 @dataclass
 class DriftConfig:
-    """Thresholds for every drift signal (``eval.drift``)."""
+    """Thresholds for every drift signal (``monitor.drift``)."""
 
     alpha: float = 0.01
     seed: int = 0
@@ -103,7 +103,7 @@ class DriftConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "DriftConfig":
-        return _build(cls, dict(d or {}), "eval.drift")
+        return _build(cls, dict(d or {}), "monitor.drift")
 
 
 def _build(cls: type, d: dict[str, Any], where: str) -> Any:

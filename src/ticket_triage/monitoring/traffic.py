@@ -19,7 +19,7 @@ def read_tickets_file(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSONL or CSV ticket file (each needs ``text``, or ``subject``/``body``)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"recent traffic file {p} not found: set eval.continuous.recent_path "
+        raise FileNotFoundError(f"recent traffic file {p} not found: set monitor.continuous.recent_path "
                                 "to a JSONL/CSV of recent tickets (null uses the test split)")
     if p.suffix.lower() == ".csv":
         import pandas as pd
@@ -66,7 +66,7 @@ def _sample(rows: list[dict[str, Any]], n: int | None, seed: int, newest: bool =
 
 
 def reference_rows(triage: Any, cc: ContinuousConfig, split_dir: Path, seed: int) -> tuple[list[dict[str, Any]], str]:
-    """Reference tickets for drift and where they came from: ``eval.continuous.reference_path``
+    """Reference tickets for drift and where they came from: ``monitor.continuous.reference_path``
     when set; else the training tickets stored in the bundle with their embeddings
     (``neighbours``: a sample of the train split the model was fitted on, no encoding needed);
     else the train split file (families without embeddings). At most ``reference_max_rows``."""
