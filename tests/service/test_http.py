@@ -121,6 +121,8 @@ def test_other_4xx(server):
     healthy(server)
 
 
+HANG_S = 20  # the hung endpoint answers after this; the service must not wait for it
+
 LLM_CASES = [
     ("label", {"label": "transfers"}, None),
     ("abstain", {}, None),
@@ -128,7 +130,7 @@ LLM_CASES = [
     ("malformed", {}, "malformed_json"),
     ("status", {"status": 500}, "http_500"),
     ("rate_limit", {"retry_after": 0.2}, "rate_limited"),
-    ("hang", {"seconds": 8}, "timeout"),
+    ("hang", {"seconds": HANG_S}, "timeout"),
 ]
 
 
@@ -143,7 +145,9 @@ def test_llm_behaviours_keep_service_up(server, fake_llm, llm_timeout, behaviour
     elapsed = time.monotonic() - t0
     assert r.status_code == 200, r.text
     d = r.json()
-    assert elapsed < llm_timeout + 2.5, f"{behaviour}: {elapsed:.1f}s"
+    # generous bound (busy 2-core machine; typically ~llm_timeout): far below the HANG_S hang, so the
+    # LLM timeout is what ended the wait; error == "timeout" below says which deadline fired
+    assert elapsed < HANG_S - 8, f"{behaviour}: {elapsed:.1f}s"
     assert d["llm"] is not None, f"the LLM was not consulted (band {d['band']}, reason {d['reason']})"
     assert d["llm"]["error"] == error
     assert len(fake_llm.requests) == (2 if behaviour in ("status", "rate_limit") else 1)  # 1 retry
