@@ -226,36 +226,62 @@ MIGRATIONS: list[Migration] = [
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 _PG_LOCK_KEY = 0x7471_6967  # "triage": pg_advisory_xact_lock key for migrations
+_LOCKED_RETRY_S = 30.0  # how long migrate() retries a SQLite "database is locked"
 
 
-def migrate(engine: Engine) -> int:
+def migrate(engine: Engine, *, locked_retry_s: float = _LOCKED_RETRY_S) -> int:
     """Apply the migrations the database has not seen yet; return the schema version.
 
     Safe to call from several processes at once: each step runs under a lock (PostgreSQL: a
     transaction-level advisory lock; SQLite: ``BEGIN IMMEDIATE``) after re-reading which
-    steps are done, so a step is applied exactly once."""
+    steps are done, so a step is applied exactly once. SQLite can still answer "database is
+    locked" without waiting out its busy timeout (switching a fresh file to WAL while another
+    process does the same, or a lock held longer than the timeout): such a step is retried with
+    back-off for up to ``locked_retry_s`` seconds, then the error is raised."""
     dialect = engine.dialect.name
+    deadline = time.monotonic() + locked_retry_s
+    pause = 0.05
     while True:
-        with engine.begin() as conn:
-            if dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-            elif dialect == "sqlite":  # the write lock now, so DDL and its record are atomic
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            schema_version.create(conn, checkfirst=True)
-            done = {r[0] for r in conn.execute(sa.select(schema_version.c.version))}
-            current = max(done, default=0)
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the database is at schema version {current} but this code knows only up "
-                    f"to {SCHEMA_VERSION}; upgrade ticket-triage or point review.db_url at "
-                    "another database")
-            todo = [m for m in MIGRATIONS if m.version not in done]
-            if not todo:
-                return SCHEMA_VERSION
-            m = todo[0]
-            m.apply(conn)
-            conn.execute(schema_version.insert().values(
-                version=m.version, description=m.description, applied_at=time.time()))
+        try:
+            version = _migrate_one_step(engine, dialect)
+        except sa.exc.OperationalError as e:
+            if dialect != "sqlite" or not _sqlite_locked(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            continue
+        if version is not None:
+            return version
+
+
+def _sqlite_locked(e: Exception) -> bool:
+    text = str(getattr(e, "orig", e)).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _migrate_one_step(engine: Engine, dialect: str) -> int | None:
+    """Apply the next pending migration under the lock; the schema version when none is left."""
+    with engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        elif dialect == "sqlite":  # the write lock now, so DDL and its record are atomic
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        schema_version.create(conn, checkfirst=True)
+        done = {r[0] for r in conn.execute(sa.select(schema_version.c.version))}
+        current = max(done, default=0)
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database is at schema version {current} but this code knows only up "
+                f"to {SCHEMA_VERSION}; upgrade ticket-triage or point review.db_url at "
+                "another database")
+        todo = [m for m in MIGRATIONS if m.version not in done]
+        if not todo:
+            return SCHEMA_VERSION
+        m = todo[0]
+        m.apply(conn)
+        conn.execute(schema_version.insert().values(
+            version=m.version, description=m.description, applied_at=time.time()))
+    return None
 
 
 # --- engines ------------------------------------------------------------------------------
