@@ -27,15 +27,28 @@ from ticket_triage.config import DEFAULT_REVIEW_DB_URL, target_precision
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from ticket_triage.config import ConfigError, compose, write_params
+    from ticket_triage.config import ConfigError, compose, defaults_drift, save_defaults, write_params
 
     try:
         params = compose(args.overrides)
+        groups, others = defaults_drift(args.overrides)
+        if args.save_defaults and groups:
+            conf = save_defaults({g: chosen for g, (_, chosen) in groups.items()})
+            print(f"{conf}: defaults now " + ", ".join(f"{g}: {chosen} (was {old})" for g, (old, chosen) in groups.items()))
+            groups = {}
     except ConfigError as exc:  # an unknown group member, a bad override: no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     path = write_params(params, args.out)
     print(f"wrote {path} ({len(params)} sections: {', '.join(params)})")
+    forgotten = [f"{g}={chosen}" for g, (_, chosen) in groups.items()] + list(others)
+    if forgotten:
+        print(f"note: `dvc exp run` composes params.yaml again from conf/config.yaml and would drop "
+              f"{' '.join(forgotten)}." + (
+                  f" Keep the group choices with `triage config compose --save-defaults {' '.join(args.overrides)}`"
+                  " (writes them into conf/config.yaml's defaults)," if groups else "") +
+              f" or pass them to every experiment: dvc exp run {' '.join('-S ' + f for f in forgotten)}",
+              file=sys.stderr)
     return 0
 
 
@@ -113,7 +126,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {data_path.relative_to(root)} and {tax_path.relative_to(root)} (a skeleton: edit its descriptions "
           "and examples, merge labels with maps_from)")
-    print(f"next: triage config compose data={args.name} taxonomy={args.name} && dvc repro")
+    print(f"next: triage config compose --save-defaults data={args.name} taxonomy={args.name} && dvc repro")
     return 0
 
 
@@ -344,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("compose", help="write params.yaml from conf/ (+ Hydra overrides like model=tfidf_logreg)")
     cc.add_argument("overrides", nargs="*")
     cc.add_argument("--out", default="params.yaml")
+    cc.add_argument("--save-defaults", action="store_true",
+                    help="also make the group choices (data=acme taxonomy=acme) the defaults of conf/config.yaml, "
+                         "so `dvc exp run` (which composes params.yaml again from conf/config.yaml) keeps them")
     cc.set_defaults(func=_cmd_config)
 
     n = sub.add_parser(
@@ -351,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read an export (CSV, JSONL, Parquet), show its columns, label counts and date range, guess "
                     "which column is the id, date, subject, body and label, and write conf/data/NAME.yaml and "
                     "a taxonomy skeleton conf/taxonomy/NAME.yaml with the labels found. Then: "
-                    "`triage config compose data=NAME taxonomy=NAME && dvc repro`.")
+                    "`triage config compose --save-defaults data=NAME taxonomy=NAME && dvc repro`.")
     n.add_argument("path", help="the export file")
     n.add_argument("--name", required=True, help="dataset name: names the config files, held-out set and champion")
     n.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: from the file extension")

@@ -10,6 +10,7 @@ the project opens ``params.yaml`` or ``conf/``.
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -158,6 +159,79 @@ def compose(overrides: Iterable[str] = (), *, root: str | Path | None = None) ->
     except Exception as exc:  # hydra raises several types; say what to fix
         raise ConfigError(f"cannot compose {conf_dir} with overrides {list(overrides)}: {exc}") from exc
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+_DEFAULT_LINE = re.compile(r"^(?P<lead>\s*-\s*)(?P<group>[A-Za-z_][\w/]*)(?P<sep>\s*:\s*)(?P<value>[^\s#]+)(?P<rest>.*)$")
+
+
+def defaults_drift(overrides: Iterable[str], *, root: str | Path | None = None) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """What ``dvc exp run`` would forget of ``overrides``.
+
+    DVC's Hydra integration composes params.yaml again from conf/config.yaml (plus its own
+    ``-S`` overrides) on every ``dvc exp run``, so an override given only to ``triage config
+    compose`` lasts until the next experiment. Returns ``({group: (default, chosen)}, others)``:
+    the group choices that differ from the defaults list, and the value overrides
+    (``split.heldout_size=30``) that conf/config.yaml cannot hold as a choice."""
+    defaults = _defaults_list(find_root(root) / CONF_DIR / f"{CONFIG_NAME}.yaml")
+    groups: dict[str, tuple[str, str]] = {}
+    others: list[str] = []
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if eq and key in defaults:
+            if defaults[key] != value:
+                groups[key] = (defaults[key], value)
+        else:
+            others.append(o)
+    return groups, others
+
+
+def _defaults_list(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in _defaults_lines(path.read_text(encoding="utf-8").splitlines()):
+        m = _DEFAULT_LINE.match(line)
+        if m and not m["group"].startswith("override"):
+            out[m["group"]] = m["value"]
+    return out
+
+
+def _defaults_lines(lines: list[str]) -> list[str]:
+    """The lines of the top-level ``defaults:`` list (as they are, comments kept)."""
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("defaults:"):
+            inside = True
+            continue
+        if inside:
+            if line.strip() and not line[0].isspace() and not line.lstrip().startswith("#"):
+                break
+            out.append(line)
+    return out
+
+
+def save_defaults(choices: Mapping[str, str], *, root: str | Path | None = None) -> Path:
+    """Make ``{group: member}`` the defaults of conf/config.yaml (the line of each group is
+    rewritten in place, its comment kept), so ``dvc exp run`` composes them too."""
+    path = find_root(root) / CONF_DIR / f"{CONFIG_NAME}.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    todo = dict(choices)
+    inside = False
+    for i, line in enumerate(lines):
+        if line.startswith("defaults:"):
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line.strip() and not line[0].isspace() and not line.lstrip().startswith("#"):
+            break
+        m = _DEFAULT_LINE.match(line.rstrip("\n"))
+        if m and m["group"] in todo:
+            lines[i] = f"{m['lead']}{m['group']}{m['sep']}{todo.pop(m['group'])}{m['rest']}\n"
+    if todo:
+        raise ConfigError(f"{path}: no defaults entry for {sorted(todo)}; add `- <group>: <member>` lines "
+                          "to its defaults list first")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
 
 
 def write_params(params: Mapping[str, Any], path: str | Path = PARAMS_FILE) -> Path:

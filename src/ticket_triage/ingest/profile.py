@@ -247,7 +247,7 @@ def draft_configs(prof: ExportProfile, name: str, conf_dir: str | Path, *, path_
     parse_taxonomy(tax, str(tax_path))  # a skeleton that does not parse is a bug here, not the user's
     head = ("# @package _global_\n"
             f"# Drafted by `triage init` from {prof.path} ({prof.rows} rows). Check the mapping, then:\n"
-            f"#   triage config compose data={name} taxonomy={name} && dvc repro\n"
+            f"#   triage config compose --save-defaults data={name} taxonomy={name} && dvc repro\n"
             "# The generic rules: the demo's banking rules name banking topics your taxonomy does not have.\n"
             "defaults:\n  - override /rules: generic\n\n")
     thead = (f"# Taxonomy skeleton drafted by `triage init` from the labels in {g['label']!r}.\n"
