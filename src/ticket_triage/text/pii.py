@@ -11,7 +11,7 @@ grouping), [CARD] (13-19 digits with any separators passing Luhn), [IP], [PHONE]
 Used by ``ticket_triage.text.clean.clean_text`` (training and serving) and, again, on every text
 sent to an LLM (``ticket_triage.decision.llm``). Stdlib regexes compiled at import; every
 expensive rule is guarded by a cheap test. Recall and false-redaction rate are measured by
-``tests/unit/test_pii.py`` (corpus ``tests/fixtures/pii/``) and ``benchmarks/bench_pii.py``.
+``tests/unit/text/test_pii.py`` (corpus ``tests/fixtures/pii/``) and ``benchmarks/bench_pii.py``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 from helpers import tamper
 from ticket_triage.models.safe_io import ALLOWED, UntrustedTypeError, dump_estimator, load_estimator
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tickets_small.csv"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "tickets_small.csv"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (fixtures package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ (fixtures package)
 
 from fixtures.bad_inputs.ingest_cases import CASES  # noqa: E402
 

@@ -15,7 +15,7 @@ from ticket_triage.batch.score import ScoreError, input_files, score_local
 from ticket_triage.cli import main
 from ticket_triage.decision.triage import Triage
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ from ticket_triage.review.store import ReviewStore
 from ticket_triage.schema import Decision
 from ticket_triage.taxonomy import load_taxonomy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fakes"))
 from front_server import FakeFront  # noqa: E402
 from intercom_server import FakeIntercom  # noqa: E402
 from test_helpdesk import FakeClassifier  # noqa: E402
 from zendesk_server import FakeZendesk  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the fakes package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ (the fakes package)
 
 from fakes.openai_server import FakeOpenAI  # noqa: E402
 

@@ -14,7 +14,7 @@ from ticket_triage.review.sessions import Sessions, SignInThrottle
 from ticket_triage.review.store import ReviewStore
 from ticket_triage.taxonomy import load_taxonomy
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

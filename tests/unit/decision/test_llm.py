@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the fakes package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ (the fakes package)
 
 from fakes.openai_server import FakeOpenAI  # noqa: E402
 
@@ -26,7 +26,7 @@ from ticket_triage.decision.llm import (  # noqa: E402
 )
 from ticket_triage.taxonomy import load_taxonomy  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 1.0
 
 

@@ -10,7 +10,7 @@ import pytest
 from ticket_triage.decision.rules import RuleError, RuleSet, keyword_to_regex
 from ticket_triage.taxonomy import load_taxonomy
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ from ticket_triage.helpdesk.webhooks import create_webhook_app
 from ticket_triage.helpdesk.zendesk import sign as zd_sign
 from ticket_triage.review.store import ReviewStore, helpdesk_drafts, helpdesk_outbox
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fakes"))
 import front_server  # noqa: E402
 import intercom_server  # noqa: E402
 from test_helpdesk import FakeClassifier  # noqa: E402
 from zendesk_server import FakeZendesk  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SECRET = "whsec-test"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (the fakes package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ (the fakes package)
 
 from fakes.openai_server import FakeOpenAI  # noqa: E402
 
@@ -28,7 +28,7 @@ from fixtures.pii.corpus import leaked, load_corpus  # noqa: E402
 from ticket_triage.text.clean import clean_text  # noqa: E402
 from ticket_triage.text.pii import redact_pii  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DATASETS = ROOT.parent / "shared" / "datasets"
 NEW_KINDS = re.compile(r"\[(?:SECRET|DOB|SSN|ID_NUMBER|IBAN|CARD)\]")
 

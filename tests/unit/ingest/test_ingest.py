@@ -18,7 +18,7 @@ from ticket_triage.ingest.readers import data_config_kwargs, ingest, read_ticket
 from ticket_triage.ingest.rows import REASONS, IngestError, IngestReport, Rejected
 from ticket_triage.schema import Ticket
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXPORTS = REPO / "tests" / "fixtures" / "exports"
 DATASETS = REPO.parent / "shared" / "datasets"
 CSV_MAPPING = {

@@ -13,7 +13,7 @@ import pytest
 from ticket_triage.decision.rules import RuleError, RuleSet
 from ticket_triage.decision.rules.report import rule_report, summary_lines
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GITHUB = ROOT.parent / "shared" / "datasets" / "github-issues" / "train.csv"
 
 

@@ -18,7 +18,7 @@ import yaml
 from ticket_triage.models import FAMILIES, TrainingDataError, build_classifier, load_classifier
 from ticket_triage.models.base import META_FILE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "tests" / "fixtures" / "tickets_small.csv"
 
 # small, fast settings for the encoder-based families (a few optimizer steps)

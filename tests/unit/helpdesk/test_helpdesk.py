@@ -21,10 +21,10 @@ from ticket_triage.review.store import ReviewStore
 from ticket_triage.schema import Decision, Ticket
 from ticket_triage.taxonomy import load_taxonomy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fakes"))
 from zendesk_server import FakeServer, FakeZendesk  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SECRET = "whsec-test"
 
 
