@@ -9,9 +9,7 @@ sent through the LLM client to a real fake OpenAI endpoint, which must receive n
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import re
 import sys
 from collections import Counter
@@ -29,7 +27,6 @@ from ticket_triage.text.clean import clean_text  # noqa: E402
 from ticket_triage.text.pii import redact_pii  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
-DATASETS = ROOT.parent / "shared" / "datasets"
 NEW_KINDS = re.compile(r"\[(?:SECRET|DOB|SSN|ID_NUMBER|IBAN|CARD)\]")
 
 
@@ -100,35 +97,6 @@ def test_issue_14_formats(text, expected):
 ])
 def test_ordinary_text_is_left_alone(text):
     assert NEW_KINDS.search(redact_pii(text)) is None and "[EMAIL]" not in redact_pii(text)
-
-
-def _needs(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"shared dataset not present: {path} (CI lays ../shared beside the clone)")
-        pytest.skip(f"shared dataset not present: {path}")
-    return path
-
-
-def ordinary_tickets() -> list[str]:
-    """1,000 tickets: the first 334 BANKING77 test queries, 333 GitHub issues (react, vscode)
-    and 333 helpdesk-synthetic e-mails (English and German)."""
-    with open(_needs(DATASETS / "banking77" / "test.csv"), newline="", encoding="utf-8") as f:
-        b = [r["text"] for r in csv.DictReader(f)][:334]
-    with open(_needs(DATASETS / "github-issues" / "test.csv"), newline="", encoding="utf-8") as f:
-        g = [r["title"] + "\n\n" + r["body"] for r in csv.DictReader(f)][:333]
-    with open(_needs(DATASETS / "helpdesk-synthetic" / "tickets.csv"), newline="", encoding="utf-8") as f:
-        h = [r["subject"] + "\n\n" + r["body"] for r in csv.DictReader(f)][:333]
-    return b + g + h
-
-
-def test_false_redaction_rate_on_1000_ordinary_tickets():
-    """None of these tickets holds an IBAN, card, secret, date of birth or national id (read by
-    hand for the hits of an earlier version): any such placeholder is a false redaction."""
-    tickets = ordinary_tickets()
-    assert len(tickets) == 1000
-    hits = [t[:120] for t in tickets if NEW_KINDS.search(redact_pii(t))]
-    assert len(hits) <= 2, f"{len(hits)} false redactions (rate {len(hits) / 10:.1f}%): {hits}"
 
 
 def test_nothing_from_the_corpus_reaches_the_llm_endpoint():
