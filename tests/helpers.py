@@ -3,12 +3,56 @@
 from __future__ import annotations
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, grandchildren, ...), read from /proc. BentoML's
+    workers run in sessions of their own, so a signal to the server's process group misses them."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_tree(proc, sig) -> None:
+    """Send ``sig`` to a server started with start_new_session=True, its process group and every
+    process below it, wherever their session (BentoML's workers are in their own)."""
+    import os
+
+    below = descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    for pid in below:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def stop_process_group(proc) -> None:
-    """Stop a server started with start_new_session=True: SIGTERM its group, then SIGKILL."""
+    """Stop a server started with start_new_session=True: SIGTERM its group, then SIGKILL; any
+    process left below it (a worker in its own session) is killed too, so no test leaves one."""
     import os
     import signal
     import subprocess
 
+    below = descendants(proc.pid) if proc.poll() is None else []
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -16,6 +60,11 @@ def stop_process_group(proc) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def tamper(npz_path, type_name: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import stop_process_group
+from helpers import kill_tree, stop_process_group
 
 from fixtures.bad_inputs.http_cases import HTTP, WEBHOOKS
 from ticket_triage.config import write_params
@@ -161,7 +161,7 @@ def _queued(db: Path) -> dict[str, int]:
 
 def test_kill_9_during_enqueue_loses_no_acknowledged_item(served):
     """Last in the module: 8 clients send review-band batches; after ~100 acknowledged items
-    the whole server process group gets SIGKILL. Every item acknowledged with a 200 is in the
+    the server and its workers (in sessions of their own) get SIGKILL. Every item acknowledged with a 200 is in the
     queue, and no ticket is queued twice."""
     url = str(served.client.base_url)
     acked: list[str] = []
@@ -192,7 +192,7 @@ def test_kill_9_during_enqueue_loses_no_acknowledged_item(served):
     deadline = time.monotonic() + 60
     while len(acked) < 100 and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(served.proc.pid, signal.SIGKILL)  # mid-traffic: requests are in flight
+    kill_tree(served.proc, signal.SIGKILL)  # mid-traffic, the workers too (own sessions): requests in flight
     stop.set()
     for t in threads:
         t.join(30)
