@@ -150,6 +150,16 @@ def monitor_experiment_names(cfg: Mapping[str, Any] | None = None) -> list[str]:
     return list(dict.fromkeys((monitor_experiment(cfg), LEGACY_MONITOR_EXPERIMENT)))
 
 
+def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """A link into ``mlflow ui`` at ``base`` that opens an experiment (or one run) in the
+    "Model training" view. MLflow 3's UI picks GenAI or Model training for the whole browser
+    (the sidebar switch, remembered in local storage; GenAI until switched), not from the
+    experiment's kind, so a plain link lands on the GenAI "Overview"; the ``workflowType``
+    parameter selects the training view for this visit."""
+    path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{path}?workflowType=machine_learning"
+
+
 def run_name(stage: str, what: str) -> str:
     """``<stage>-<what>-<git short sha>``, plus ``-<dvc exp name>`` inside `dvc exp run`."""
     exp = os.environ.get("DVC_EXP_NAME", "")
