@@ -403,3 +403,23 @@ def test_should_consult():
     assert not should_consult("auto_route", LLMConfig(enabled=True))
     assert not should_consult("review", LLMConfig(enabled=False))
     assert not should_consult("review", {"enabled": True, "bands": ["draft"]})
+
+
+def test_serving_config_reads_the_deployed_params_file(tmp_path, monkeypatch):
+    """A server deployed with TRIAGE_PARAMS takes its LLM section from that file, like its review
+    queue and webhooks do (it used to read the working directory's params.yaml regardless)."""
+    import yaml
+
+    from ticket_triage.decision.llm import serving_llm_config
+
+    deployed = tmp_path / "deploy.yaml"
+    deployed.write_text(yaml.safe_dump({"llm": {"enabled": True, "base_url": "http://127.0.0.1:9/v1",
+                                                "model": "deployed-model"}}))
+    other = tmp_path / "project"
+    (other / "conf").mkdir(parents=True)
+    (other / "conf" / "config.yaml").write_text("defaults: []\n")  # the project root marker
+    (other / "params.yaml").write_text(yaml.safe_dump({"llm": {"enabled": False, "model": "project-model"}}))
+    monkeypatch.chdir(other)
+    cfg = serving_llm_config(env={"TRIAGE_PARAMS": str(deployed)})
+    assert cfg.enabled and cfg.model == "deployed-model"
+    assert serving_llm_config(env={}).model == "project-model"  # without it: the working directory's

@@ -185,8 +185,9 @@ def serving_llm_config(env: Mapping[str, str] | None = None) -> LLMConfig:
     """The LLM config a server runs with.
 
     Base: the YAML file named by ``TRIAGE_LLM_CONFIG`` (e.g. ``conf/llm/local.yaml``), else the
-    ``llm`` section of ``params.yaml`` when the server runs in the project, else everything off.
-    Then the environment overrides of :func:`load_llm_config`.
+    ``llm`` section of the params the process deploys with (the file named by ``TRIAGE_PARAMS``,
+    as for the review queue and the webhooks, else ``params.yaml``), else everything off. Then
+    the environment overrides of :func:`load_llm_config`.
     """
     env = os.environ if env is None else env
     raw: Mapping[str, Any] | None = None
@@ -207,7 +208,8 @@ def serving_llm_config(env: Mapping[str, str] | None = None) -> LLMConfig:
         try:
             from ticket_triage.config import ConfigError, load_params
 
-            raw = load_params().get("llm")
+            # the same file as ticket_triage.service.mounts.deploy_params (ENV_PARAMS there)
+            raw = load_params(env.get("TRIAGE_PARAMS") or None).get("llm")
         except (ImportError, ConfigError, OSError):
             raw = None
     return load_llm_config(raw or {}, env=env)
