@@ -46,8 +46,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(f"note: `dvc exp run` composes params.yaml again from conf/config.yaml and would drop "
               f"{' '.join(forgotten)}." + (
                   f" Keep the group choices with `triage config compose --save-defaults {' '.join(args.overrides)}`"
-                  " (writes them into conf/config.yaml's defaults)," if groups else "") +
-              f" or pass them to every experiment: dvc exp run {' '.join('-S ' + f for f in forgotten)}",
+                  " (writes them into conf/config.yaml's defaults), or pass" if groups else " Pass") +
+              f" them to every experiment: dvc exp run {' '.join('-S ' + f for f in forgotten)}",
               file=sys.stderr)
     return 0
 
