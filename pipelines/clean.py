@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from ticket_triage.config import load_params
+from ticket_triage.config import ConfigError, load_params
 from ticket_triage.data import DataError
 from ticket_triage.ingest.readers import IngestError
 from ticket_triage.stages import run_clean
@@ -13,7 +13,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         report = run_clean(load_params())
-    except (DataError, IngestError, FileNotFoundError) as exc:  # the user's data or config: say what to fix
+    except (ConfigError, DataError, IngestError, FileNotFoundError) as exc:  # the user's data or config: say what to fix
         print(f"clean: error: {exc}", file=sys.stderr)
         return 2
     for w in report.get("warnings") or []:

@@ -4,7 +4,7 @@ import json
 import logging
 import sys
 
-from ticket_triage.config import load_params
+from ticket_triage.config import ConfigError, load_params
 from ticket_triage.data import DataError
 from ticket_triage.stages import run_evaluate
 
@@ -13,7 +13,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run_evaluate(load_params())
-    except DataError as exc:  # e.g. a held-out set of another dataset: say what to do
+    except (ConfigError, DataError) as exc:  # e.g. a held-out set of another dataset: say what to do
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))

@@ -4,7 +4,7 @@ import json
 import logging
 import sys
 
-from ticket_triage.config import load_params
+from ticket_triage.config import ConfigError, load_params
 from ticket_triage.stages import PromotionRefused, run_promote
 
 
@@ -12,7 +12,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run_promote(load_params())
-    except (PromotionRefused, LookupError) as exc:  # nothing to promote, or not comparable: say what to do
+    except (ConfigError, PromotionRefused, LookupError) as exc:  # nothing to promote, or not comparable: say what to do
         print(f"promote: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))

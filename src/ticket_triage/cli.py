@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ticket_triage.config import DEFAULT_REVIEW_DB_URL, target_precision
+from ticket_triage.config import ConfigError, target_precision
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -236,15 +235,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _review_cfg(args: argparse.Namespace) -> dict[str, Any]:
-    from ticket_triage.config import load_params
+def _review_cfg(args: argparse.Namespace) -> Any:
+    """The ``review`` section (a ReviewConfig), its db_url from --db or the env var it names."""
+    import dataclasses
 
-    cfg = dict(load_params().get("review") or {})
-    if os.environ.get(cfg.get("db_url_env", "TRIAGE_REVIEW_DB_URL")):
-        cfg["db_url"] = os.environ[cfg.get("db_url_env", "TRIAGE_REVIEW_DB_URL")]
-    if getattr(args, "db", None):
-        cfg["db_url"] = args.db
-    return cfg
+    from ticket_triage.config import ReviewConfig, load_params
+
+    cfg = ReviewConfig.from_dict(load_params().get("review"))
+    return dataclasses.replace(cfg, db_url=cfg.resolved_db_url(override=getattr(args, "db", None)))
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
@@ -252,11 +250,9 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
     cfg = _review_cfg(args)
     Path("var").mkdir(exist_ok=True)
-    serve_review(args.host or cfg.get("host", "127.0.0.1"), args.port or int(cfg.get("port", 8081)),
-                 cfg.get("db_url", DEFAULT_REVIEW_DB_URL), cfg.get("taxonomy_path", ""),
-                 reviewers=cfg.get("reviewers") or None, reviewers_env=cfg.get("reviewers_env", "TRIAGE_REVIEWERS"),
-                 secret_env=cfg.get("secret_env", "TRIAGE_REVIEW_SECRET"),
-                 claim_ttl_s=float(cfg.get("claim_ttl_s", 600)), cookie_secure=bool(cfg.get("cookie_secure", False)))
+    serve_review(args.host or cfg.host, args.port or int(cfg.port), cfg.db_url, cfg.taxonomy_path or "",
+                 reviewers=cfg.reviewers or None, reviewers_env=cfg.reviewers_env, secret_env=cfg.secret_env,
+                 claim_ttl_s=float(cfg.claim_ttl_s), cookie_secure=bool(cfg.cookie_secure))
     return 0
 
 
@@ -267,14 +263,14 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     cfg = _review_cfg(args)
     store = ReviewStore.from_config(cfg)
     if args.action == "export":
-        path = export_corrections(store, args.out or cfg.get("feedback_dir", "data/feedback"))
+        path = export_corrections(store, args.out or cfg.feedback_dir)
         print(f"wrote {path}" if path else "no new corrections since the last export")
         if path:
             print("next: `dvc add data && dvc repro -f ingest && dvc repro` retrains with them (the ingest stage "
                   "tracks the export, not the feedback folder)")
         return 0
-    print(format_report(feedback_report(store, confidence=float(cfg.get("audit_confidence", 0.95)),
-                                        method=cfg.get("audit_interval", "clopper_pearson"))))
+    print(format_report(feedback_report(store, confidence=float(cfg.audit_confidence),
+                                        method=cfg.audit_interval)))
     return 0
 
 
@@ -477,7 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:  # an unknown key or a wrong type in params.yaml: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

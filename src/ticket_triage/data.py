@@ -22,10 +22,14 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+from ticket_triage.config import SplitConfig
 from ticket_triage.schema import Ticket
 from ticket_triage.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from ticket_triage.text.clean import CleanConfig
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +210,13 @@ def suggest_maps_from(tags: Iterable[str], topic_ids: Sequence[str]) -> dict[str
     return out
 
 
-def check_clean(report: CleanReport, cfg: Mapping[str, Any] | None, taxonomy: Taxonomy) -> None:
+def check_clean(report: CleanReport, cfg: "Mapping[str, Any] | CleanConfig | None", taxonomy: Taxonomy) -> None:
     """Raise :class:`DataError` when the cleaned data cannot train a trustworthy model: the
     taxonomy maps nothing, fewer than two labels are left, or more than
     ``clean.max_unmapped_share`` of the tickets were set aside."""
-    cfg = dict(cfg or {})
+    from ticket_triage.text.clean import CleanConfig
+
+    cfg = CleanConfig.from_dict(cfg)
     where = (f"the taxonomy '{taxonomy.name}' (conf/taxonomy/<file>.yaml: a topic's `id`, or its "
              "`maps_from` list of source tags)")
 
@@ -233,7 +239,7 @@ def check_clean(report: CleanReport, cfg: Mapping[str, Any] | None, taxonomy: Ta
         raise DataError(f"only one label is left after cleaning ({report.label_counts}): a classifier needs at "
                         "least two. Check the label column in the data config (mapping.topic / mapping.tags) and "
                         f"that {where} maps the other labels" + (f"; unmapped: {tags_line()}" if report.unmapped_tags else ""))
-    limit = float(cfg.get("max_unmapped_share", 0.05))
+    limit = float(cfg.max_unmapped_share)
     share = report.set_aside / report.tickets_in if report.tickets_in else 0.0
     if share > limit:
         reasons = ", ".join(f"{k}: {v}" for k, v in report.set_aside_by_reason.items())
@@ -335,14 +341,16 @@ def _split_by_date_per_label(pool: Sequence[dict[str, Any]], fractions: Sequence
     return out
 
 
-def split_warnings(splits: Mapping[str, Sequence[Mapping[str, Any]]], cfg: Mapping[str, Any]) -> list[str]:
+def split_warnings(splits: Mapping[str, Sequence[Mapping[str, Any]]], cfg: "Mapping[str, Any] | SplitConfig"
+                   ) -> list[str]:
     """Validation sets that make the winner and thresholds untrustworthy: one label above
     ``split.max_label_share`` of validation, labels below ``split.min_validation_per_label``."""
     val = splits["validation"]
     counts = Counter(str(r["topic"]) for r in val)
     labels = sorted({str(r["topic"]) for part in splits.values() for r in part})
-    max_share = float(cfg.get("max_label_share", 0.7))
-    min_val = int(cfg.get("min_validation_per_label", 20))
+    cfg = SplitConfig.from_dict(cfg)
+    max_share = float(cfg.max_label_share)
+    min_val = int(cfg.min_validation_per_label)
     out = []
     for lab, c in counts.most_common():
         if val and c / len(val) > max_share:
@@ -359,7 +367,7 @@ def split_warnings(splits: Mapping[str, Sequence[Mapping[str, Any]]], cfg: Mappi
 
 def split_tickets(
     rows: Sequence[dict[str, Any]],
-    cfg: Mapping[str, Any],
+    cfg: "Mapping[str, Any] | SplitConfig",
     *,
     heldout_path: str | Path,
     seed: int = 42,
@@ -376,13 +384,14 @@ def split_tickets(
 
     Returns ({"train": [...], "validation": [...], "test": [...]}, heldout_rows, report).
     """
-    fractions = [float(cfg.get(s, d)) for s, d in zip(SPLITS, (0.8, 0.1, 0.1))]
+    cfg = SplitConfig.from_dict(cfg)
+    fractions = [float(getattr(cfg, s)) for s in SPLITS]
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions train/validation/test must be >= 0 and sum to 1, got {fractions}")
     rng = random.Random(seed)
     warnings: list[str] = []
     heldout_path = Path(heldout_path)
-    heldout_size = int(cfg.get("heldout_size", 200))
+    heldout_size = int(cfg.heldout_size)
 
     # 1. held-out: frozen the first time (per dataset), excluded by id afterwards
     if heldout_path.is_file():
@@ -406,7 +415,7 @@ def split_tickets(
                         "the topic from the taxonomy")
 
     # 3. date split, or stratified when timestamps are missing
-    strategy = cfg.get("strategy", "date")
+    strategy = cfg.strategy
     has_dates = bool(pool) and all(r.get("created_at") for r in pool)
     if strategy in ("date", "date_global") and not has_dates:
         missing = sum(1 for r in pool if not r.get("created_at"))
@@ -459,12 +468,12 @@ def split_tickets(
         if meta != old:
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    min_train = int(min_train_examples if min_train_examples is not None else cfg.get("min_train_examples", 5))
+    min_train = int(min_train_examples if min_train_examples is not None else cfg.min_train_examples)
     train_counts = Counter(r["topic"] for r in splits["train"])
     labels = sorted({r["topic"] for r in rows})
     report: dict[str, Any] = {
         "strategy": strategy,
-        "requested_strategy": cfg.get("strategy", "date"),
+        "requested_strategy": cfg.strategy,
         "fractions": dict(zip(SPLITS, fractions)),
         "seed": seed,
         "tickets": len(rows),

@@ -120,15 +120,15 @@ def review_loads(params: Mapping[str, Any], triage: Any, decisions: Mapping[str,
                  stage: str = "evaluate") -> dict[str, Any]:
     """The review band of each scored split against the configured capacity, by reason
     (``monitoring.review_load``); each is printed, and logged as a warning when over capacity."""
-    from ticket_triage.decision.thresholds import DEFAULTS
+    from ticket_triage.config import sections
     from ticket_triage.monitoring.review_load import planned_shares, review_load
 
-    th = {**DEFAULTS, **dict(params.get("thresholds") or {})}
+    th = sections(params).thresholds
     planned = planned_shares(triage.policy.thresholds)
     out = {}
     for name, ds in decisions.items():
-        load = review_load(ds, review_capacity=float(th["review_capacity"]),
-                           tickets_per_day=float(th["tickets_per_day"]), planned=planned)
+        load = review_load(ds, review_capacity=float(th.review_capacity),
+                           tickets_per_day=float(th.tickets_per_day), planned=planned)
         out[name] = load
         print(f"[{stage}] {name}: {load['message']}", flush=True)
         if not load["within_capacity"]:

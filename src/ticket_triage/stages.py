@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from ticket_triage.config import target_precision
+from ticket_triage.config import DataConfig, sections, target_precision
 from ticket_triage.data import (
     SPLITS,
     DataError,
@@ -52,17 +52,17 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
     from ticket_triage.review.feedback import merge_feedback
     from ticket_triage.ingest.readers import read_tickets
 
-    data = params["data"]
-    out = Path(out_dir or params["paths"]["ingest"])
-    defaults = {k: data[k] for k in ("channel", "language") if data.get(k)}
+    cfg = sections(params)
+    data = cfg.data
+    out = Path(out_dir or cfg.paths.ingest)
+    defaults = {k: getattr(data, k) for k in ("channel", "language") if getattr(data, k)}
     from ticket_triage.ingest.profile import source_fingerprint
 
-    fingerprint = source_fingerprint(data["path"])
+    fingerprint = source_fingerprint(data.path)
     tickets, rejected, report = read_tickets(
-        data["path"], data.get("format", "csv"), data.get("mapping"),
-        defaults=defaults, urgency_map=data.get("urgency_map"))
+        data.path, data.format, data.mapping, defaults=defaults, urgency_map=data.urgency_map)
     check_ingest(tickets, report, data, rejected=rejected)
-    feedback_dir = Path(params["paths"].get("feedback", "data/feedback"))
+    feedback_dir = Path(cfg.paths.feedback)
     tickets, n_overridden, n_added = merge_feedback(tickets, feedback_dir)
     write_jsonl(out / "tickets.jsonl", tickets)
     write_jsonl(out / "rejected.jsonl", (r.to_dict() if hasattr(r, "to_dict") else r for r in rejected))
@@ -72,7 +72,7 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
     log.info("ingest: read %d rows in %.2f s", summary.get("rows_in", 0), float(summary.pop("seconds", 0.0) or 0.0))
     summary.update({"feedback_overridden": n_overridden, "feedback_added": n_added,
                     "tickets_written": len(tickets),
-                    "dataset": {"name": str(data.get("name") or "unnamed"), "fingerprint": fingerprint}})
+                    "dataset": {"name": str(data.name or "unnamed"), "fingerprint": fingerprint}})
     write_json(out / "report.json", summary)
     write_json(metrics_path, {"ingest/rows_in": summary["rows_in"], "ingest/tickets_out": summary["tickets_out"],
                               "ingest/rejected": summary["rejected"],
@@ -80,13 +80,14 @@ def run_ingest(params: Mapping[str, Any], out_dir: str | Path | None = None,
     return summary
 
 
-def check_ingest(tickets: list[Any], report: Any, data: Mapping[str, Any], *, rejected: list[Any] = (),
+def check_ingest(tickets: list[Any], report: Any, data: Mapping[str, Any] | DataConfig, *, rejected: list[Any] = (),
                  now: datetime | None = None) -> None:
     """Refuse an export that cannot train a model: no tickets, no labels, no dates where the
     data config maps a date column, dates in the future (or before 1990: the readers reject
     such rows as ``implausible_date``). Raises :class:`DataError`."""
-    mapping = data.get("mapping") or {}
-    name = data.get("name") or "<name>"
+    data = DataConfig.from_dict(data)
+    mapping = data.mapping or {}
+    name = data.name or "<name>"
     bad_dates = [r for r in rejected if getattr(r, "reason", None) == "implausible_date"]
     if bad_dates:
         ex = "; ".join(str(getattr(r, "detail", ""))[:120] for r in bad_dates[:3])
@@ -94,7 +95,7 @@ def check_ingest(tickets: list[Any], report: Any, data: Mapping[str, Any], *, re
                         f"check that mapping.created_at ({mapping.get('created_at')!r}) is the creation time and how it "
                         "is written (day/month order, epoch milliseconds vs seconds, time zone); nothing was written")
     if not tickets:
-        raise DataError(f"no ticket could be read from {data['path']} ({report.rows_in} rows, rejected: "
+        raise DataError(f"no ticket could be read from {data.path} ({report.rows_in} rows, rejected: "
                         f"{report.rejected_by_reason}): see the rejected rows' reasons with `triage ingest`, and fix "
                         f"the mapping in conf/data/{name}.yaml")
     if not any(t.topic or t.tags for t in tickets):
@@ -121,19 +122,23 @@ def check_ingest(tickets: list[Any], report: Any, data: Mapping[str, Any], *, re
 
 def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metrics/clean.json",
               progress: bool = True) -> dict[str, Any]:
-    paths = params["paths"]
+    from ticket_triage.text.clean import CleanConfig
+
+    cfg = sections(params)
+    clean_cfg = CleanConfig.from_dict(params.get("clean"))
+    paths = cfg.paths
     taxonomy = taxonomy_from_params(params)
-    tickets = read_tickets_jsonl(Path(paths["ingest"]) / "tickets.jsonl")
-    kept, aside, rejected, report = clean_tickets(tickets, taxonomy, params.get("clean"), progress=progress,
-                                                  language_prior=(params.get("data") or {}).get("language"))
+    tickets = read_tickets_jsonl(Path(paths.ingest) / "tickets.jsonl")
+    kept, aside, rejected, report = clean_tickets(tickets, taxonomy, clean_cfg, progress=progress,
+                                                  language_prior=cfg.data.language)
     if report.unmapped_tags:
         log.warning("unmapped source tags (tickets set aside): %s",
                     ", ".join(f"{t} ({n})" for t, n in list(report.unmapped_tags.items())[:20]))
     if report.maps_from_suggestions:
         log.warning("maps_from suggestions: %s", ", ".join(f"{t!r} -> topic {tid!r}"
                                                          for t, tid in report.maps_from_suggestions.items()))
-    check_clean(report, params.get("clean"), taxonomy)
-    out = Path(paths["clean"])
+    check_clean(report, clean_cfg, taxonomy)
+    out = Path(paths.clean)
     write_jsonl(out / "tickets.jsonl", kept)
     write_jsonl(out / "set_aside.jsonl", aside)
     write_jsonl(out / "rejected.jsonl", rejected)
@@ -147,9 +152,9 @@ def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metric
             + "".join(f"; suggestion: add {t!r} to maps_from of topic {tid!r}" for t, tid in report.maps_from_suggestions.items()))
     if report.topics_without_history:
         rep["warnings"].append(f"topics with no labelled tickets (new categories): {', '.join(report.topics_without_history)}")
-    ingest_report = Path(paths["ingest"]) / "report.json"
+    ingest_report = Path(paths.ingest) / "report.json"
     rep["dataset"] = (json.loads(ingest_report.read_text()).get("dataset") if ingest_report.is_file() else None) or {
-        "name": str((params.get("data") or {}).get("name") or "unnamed"), "fingerprint": None}
+        "name": str(cfg.data.name or "unnamed"), "fingerprint": None}
     write_json(out / "report.json", rep)
     write_json(metrics_path, {"clean/tickets_in": report.tickets_in, "clean/kept": report.kept,
                               "clean/duplicates": report.duplicates, "clean/set_aside": report.set_aside,
@@ -161,14 +166,15 @@ def run_clean(params: Mapping[str, Any], metrics_path: str | Path = "eval/metric
 
 
 def run_split(params: Mapping[str, Any], metrics_path: str | Path = "eval/metrics/split.json") -> dict[str, Any]:
-    paths = params["paths"]
-    rows = list(iter_jsonl(Path(paths["clean"]) / "tickets.jsonl"))
-    clean_report = Path(paths["clean"]) / "report.json"
+    cfg = sections(params)
+    paths = cfg.paths
+    rows = list(iter_jsonl(Path(paths.clean) / "tickets.jsonl"))
+    clean_report = Path(paths.clean) / "report.json"
     dataset = (json.loads(clean_report.read_text()).get("dataset") if clean_report.is_file() else None) or {
-        "name": str((params.get("data") or {}).get("name") or "unnamed"), "fingerprint": None}
+        "name": str(cfg.data.name or "unnamed"), "fingerprint": None}
     splits, heldout, report = split_tickets(
-        rows, params["split"], heldout_path=paths["heldout"], seed=int(params.get("seed", 42)), dataset=dataset)
-    out = Path(paths["split"])
+        rows, cfg.split, heldout_path=paths.heldout, seed=cfg.seed, dataset=dataset)
+    out = Path(paths.split)
     for name in SPLITS:
         write_jsonl(out / f"{name}.jsonl", splits[name])
     write_json(out / "report.json", report)
@@ -187,19 +193,20 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
     from ticket_triage import tracking
     from ticket_triage.decision.triage import Triage
 
-    paths = params["paths"]
-    bundle = Path(bundle_dir or Path(paths["train"]) / "winner")
-    out = Path(out_dir or paths["evaluate"])
+    cfg = sections(params)
+    paths = cfg.paths
+    bundle = Path(bundle_dir or Path(paths.train) / "winner")
+    out = Path(out_dir or paths.evaluate)
     out.mkdir(parents=True, exist_ok=True)
     triage = Triage.load(bundle)
     target = target_precision(params)
-    test_rows = list(iter_jsonl(Path(paths["split"]) / "test.jsonl"))
-    held_rows = list(iter_jsonl(paths["heldout"]))
+    test_rows = list(iter_jsonl(Path(paths.split) / "test.jsonl"))
+    held_rows = list(iter_jsonl(paths.heldout))
     dataset = dataset_of(params)
-    held_meta_path = Path(paths["heldout"]).with_suffix(".json")
+    held_meta_path = Path(paths.heldout).with_suffix(".json")
     held_meta = json.loads(held_meta_path.read_text()) if held_meta_path.is_file() else {}
     if held_meta.get("dataset") not in (None, dataset["name"]):
-        raise DataError(f"the held-out set {paths['heldout']} belongs to dataset {held_meta['dataset']!r}, the model to "
+        raise DataError(f"the held-out set {paths.heldout} belongs to dataset {held_meta['dataset']!r}, the model to "
                         f"{dataset['name']!r}: rerun the split stage, or set paths.heldout to eval/heldout/<data.name>.jsonl")
     metrics: dict[str, float] = {}
     details = {}
@@ -216,9 +223,9 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
     (out / "per_label.json").write_text(json.dumps({p: d["per_label"] for p, d in details.items()}, indent=2))
     result: dict[str, Any] = {"metrics": head_metrics, "bundle": str(bundle), "review_load": review}
     if register:
-        tracking.setup(params.get("tracking"))
-        sweep = json.loads((Path(paths["train"]) / "sweep.json").read_text()) if (Path(paths["train"]) / "sweep.json").is_file() else {}
-        data_name = str((params.get("data") or {}).get("name", "data"))
+        tracking.setup(cfg.tracking)
+        sweep = json.loads((Path(paths.train) / "sweep.json").read_text()) if (Path(paths.train) / "sweep.json").is_file() else {}
+        data_name = str(cfg.data.name or "data")
         family = triage.policy.family
         winner = sweep.get("winner") or triage.model_version
         summary = (f"held-out accuracy {head_metrics.get('heldout/accuracy', float('nan')):.4f}, "
@@ -234,9 +241,9 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
                                        f"`ticket-triage` with alias `{tracking.alias_name('challenger', dataset['name'])}`."
                                        )) as run:
             if test_rows:
-                tracking.log_dataset(test_rows, Path(paths["split"]) / "test.jsonl", "test", name=f"{data_name}-test")
+                tracking.log_dataset(test_rows, Path(paths.split) / "test.jsonl", "test", name=f"{data_name}-test")
             if held_rows:
-                tracking.log_dataset(held_rows, paths["heldout"], "heldout", name=f"{data_name}-heldout")
+                tracking.log_dataset(held_rows, paths.heldout, "heldout", name=f"{data_name}-heldout")
             tracking.log_metrics(metrics)
             tracking.log_artifacts(plots_dir, "plots")
             tracking.log_artifacts(out / "per_label.json")
@@ -261,9 +268,10 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
 def dataset_of(params: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset the split stage worked on (name, source fingerprint), from its report;
     ``data.name`` when there is no report."""
-    rep = Path(params["paths"]["split"]) / "report.json"
+    cfg = sections(params)
+    rep = Path(cfg.paths.split) / "report.json"
     ds = (json.loads(rep.read_text()).get("dataset") if rep.is_file() else None) or {}
-    return {"name": str(ds.get("name") or (params.get("data") or {}).get("name") or "unnamed"),
+    return {"name": str(ds.get("name") or cfg.data.name or "unnamed"),
             "fingerprint": ds.get("fingerprint")}
 
 
@@ -295,11 +303,12 @@ def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None
     dataset or taxonomy (name, version), unless ``promote.force``."""
     from ticket_triage import tracking
 
-    cfg = dict(params.get("promote") or {})
-    metric = cfg.get("metric", "heldout/accuracy")
+    pc = sections(params)
+    cfg = pc.promote
+    metric = cfg.metric
     tag = metric.replace("/", "_")
     dataset = dataset_of(params)["name"]
-    tracking.setup(params.get("tracking"))
+    tracking.setup(pc.tracking)
     chal = tracking.alias_version("challenger", dataset=dataset)
     if chal is None:
         raise LookupError(f"no challenger registered for dataset {dataset!r}: run the evaluate stage first")
@@ -310,7 +319,7 @@ def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None
               if champ_tags is not None and champ_tags.get(k) != chal_tags.get(k)}
     if chal_tags.get("dataset") not in (None, dataset):
         differ["dataset"] = (dataset, chal_tags.get("dataset"))
-    if differ and not cfg.get("force", False):
+    if differ and not cfg.force:
         what = "; ".join(f"{k}: champion {a!r}, challenger {b!r}" for k, (a, b) in differ.items())
         raise PromotionRefused(
             f"refusing to compare challenger v{chal.version} with champion v{champ.version if champ else '-'} of "
@@ -320,7 +329,7 @@ def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None
     to_num = lambda t: {tag: float(t[tag])} if t and tag in t else {}  # noqa: E731
     ok, why = decide_promotion({metric: to_num(chal_tags).get(tag, float("nan"))},
                                {metric: to_num(champ_tags).get(tag, float("nan"))} if champ is not None else None,
-                               metric, float(cfg.get("tolerance", 0.01)))
+                               metric, float(cfg.tolerance))
     chal_v = str(chal.version)
     champ_v = str(champ.version) if champ is not None else None
     if differ:  # promote.force: the user chose to replace a champion of another taxonomy
@@ -330,8 +339,8 @@ def run_promote(params: Mapping[str, Any], *, out_path: str | Path | None = None
     result = {"promoted": ok, "reason": why, "dataset": dataset, "alias": tracking.alias_name("champion", dataset),
               "challenger_version": chal_v,
               "champion_version": chal_v if ok else champ_v, "previous_champion": champ_v}
-    _log_promotion(tracking, result, chal_tags, champ_tags, metric, float(cfg.get("tolerance", 0.01)))
-    out = Path(out_path or Path(params["paths"]["promote"]) / "decision.json")
+    _log_promotion(tracking, result, chal_tags, champ_tags, metric, float(cfg.tolerance))
+    out = Path(out_path or Path(pc.paths.promote) / "decision.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     log.info("promote: %s", why)

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ticket_triage.config import TrackingConfig
+
 MODEL_NAME = "ticket-triage"
 #: The experiment type MLflow 3's UI reads (tag ``mlflow.experimentKind``): a model-training
 #: experiment opens on its runs, not on the GenAI "Overview" page.
@@ -51,10 +53,10 @@ def current_dataset() -> str | None:
     """The configured dataset: ``$TRIAGE_DATASET``, else ``data.name`` in params.yaml, else None."""
     if os.environ.get(ENV_DATASET):
         return os.environ[ENV_DATASET]
-    from ticket_triage.config import ConfigError, load_params
+    from ticket_triage.config import ConfigError, DataConfig, load_params
 
     try:
-        return str((load_params().get("data") or {}).get("name") or "") or None
+        return str(DataConfig.from_dict(load_params().get("data")).name or "") or None
     except (ConfigError, OSError, ValueError):
         return None
 
@@ -80,14 +82,14 @@ def _user_env(name: str) -> str | None:
     return None if value is not None and value == _WRITTEN.get(name) else value
 
 
-def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None) -> str:
+def setup(cfg: Mapping[str, Any] | TrackingConfig | None = None, *, experiment: str | None = None) -> str:
     """Point MLflow at the store (env first) and select ``experiment`` (default: the
     configured one, ``ticket-triage``). Returns the tracking URI."""
     import mlflow
 
-    cfg = dict(cfg or {})
+    cfg = TrackingConfig.from_dict(cfg)
     env_uri, env_registry = _user_env("MLFLOW_TRACKING_URI"), _user_env("MLFLOW_REGISTRY_URI")
-    uri = env_uri or cfg.get("uri") or "sqlite:///mlruns.db"
+    uri = env_uri or cfg.uri or TrackingConfig.uri
     registry = env_registry or uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(registry)
@@ -102,10 +104,10 @@ def setup(cfg: Mapping[str, Any] | None = None, *, experiment: str | None = None
     quiet_library_warnings()
     if not sys.stderr.isatty():  # MLflow's download bars are \r-redrawn lines in a log
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    name = experiment or cfg.get("experiment", "ticket-triage")
+    name = experiment or cfg.experiment
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
-        loc = cfg.get("artifact_location")
+        loc = cfg.artifact_location
         mlflow.create_experiment(name, artifact_location=Path(loc).resolve().as_uri() if loc else None,
                                  tags={"mlflow.experimentKind": EXPERIMENT_KIND,
                                        "mlflow.note.content": EXPERIMENT_DESCRIPTIONS.get(name, "")})
@@ -130,18 +132,18 @@ EXPERIMENT_DESCRIPTIONS = {
         "before the rename: new runs go to the experiment `monitor` (`tracking.monitor_experiment`)."),
 }
 
-MONITOR_EXPERIMENT = "monitor"                   # default of tracking.monitor_experiment
+MONITOR_EXPERIMENT = TrackingConfig.monitor_experiment  # default of tracking.monitor_experiment: monitor
 LEGACY_MONITOR_EXPERIMENT = "continuous-eval"    # where stores made before the rename hold those runs
 
 
-def monitor_experiment(cfg: Mapping[str, Any] | None = None) -> str:
+def monitor_experiment(cfg: Mapping[str, Any] | TrackingConfig | None = None) -> str:
     """The experiment continuous evaluation logs to: ``tracking.monitor_experiment``, default
     ``monitor``. Set it to ``continuous-eval`` to keep logging beside the runs of a store made
     before the rename."""
-    return str((cfg or {}).get("monitor_experiment") or MONITOR_EXPERIMENT)
+    return str(TrackingConfig.from_dict(cfg).monitor_experiment or MONITOR_EXPERIMENT)
 
 
-def monitor_experiment_names(cfg: Mapping[str, Any] | None = None) -> list[str]:
+def monitor_experiment_names(cfg: Mapping[str, Any] | TrackingConfig | None = None) -> list[str]:
     """Every experiment that may hold continuous-evaluation runs: the configured one, then the
     pre-rename ``continuous-eval`` (an existing store keeps its past runs there; nothing is moved).
     Read the whole history with ``mlflow.search_runs(experiment_names=monitor_experiment_names(cfg))``

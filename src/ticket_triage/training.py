@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ticket_triage.config import flatten, model_config, target_precision
+from ticket_triage.config import flatten, model_config, sections, target_precision
 from ticket_triage.data import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -50,17 +50,16 @@ class SweepResult:
 
 def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
     """Expand ``params['sweep']['candidates']`` into concrete candidate configs."""
-    sweep = params.get("sweep") or {}
-    train_cfg = params.get("train") or {}
+    cfg = sections(params)
     base_th = dict(params.get("thresholds") or {})
-    raw = list(sweep.get("candidates") or [])
+    raw = list(cfg.sweep.candidates)
     out: list[Candidate] = []
-    device = train_cfg.get("device")  # fine-tuned families on a GPU: dvc exp run -S '+train.device=cuda'
+    device = cfg.train.device  # fine-tuned families on a GPU: dvc exp run -S '+train.device=cuda'
     if not raw:  # single: the composed model (dvc exp run -S sweep=single -S model=...)
         m = dict(params["model"])
         if device and "device" in m:
             m["device"] = device
-        level = train_cfg.get("label_level", "topic")
+        level = cfg.train.label_level
         out.append(Candidate(f"{m['family']}-{level}", m, level, base_th))
         return out
     for c in raw:
@@ -72,7 +71,7 @@ def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
         m = model_config(name, overrides)
         if device and "device" in m and "device" not in overrides:  # fine-tuned families: train.device
             m["device"] = device
-        level = c.get("label_level", train_cfg.get("label_level", "topic"))
+        level = c.get("label_level", cfg.train.label_level)
         th = {**base_th, **dict(c.get("thresholds") or {})}
         tag = f"{name}-{level}"
         if overrides or c.get("thresholds"):
@@ -100,9 +99,10 @@ def train_candidate(cand: Candidate, params: Mapping[str, Any], train_rows: Sequ
 
     texts = [r["text"] for r in train_rows]
     labels = _labels(train_rows, cand.label_level)
-    check_training_data(texts, labels, int((params.get("train") or {}).get("min_examples_per_label", 2)))
+    cfg = sections(params)
+    check_training_data(texts, labels, int(cfg.train.min_examples_per_label))
     hp = {k: v for k, v in cand.model.items() if k != "family"}
-    hp.setdefault("seed", int(params.get("seed", 42)))
+    hp.setdefault("seed", cfg.seed)
     clf = build_classifier(cand.family, **hp)
     log.info("%s: fitting on %d tickets, %d %s labels", cand.name, len(texts), len(set(labels)), cand.label_level)
     t0 = time.perf_counter()
@@ -154,8 +154,9 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
     from ticket_triage.bundles import copy_bundle
     from ticket_triage.evaluation import headline, objective, write_plots
 
-    paths = params["paths"]
-    split_dir = Path(paths["split"])
+    cfg = sections(params)
+    paths = cfg.paths
+    split_dir = Path(paths.split)
     train_rows = list(iter_jsonl(split_dir / "train.jsonl"))
     val_rows = list(iter_jsonl(split_dir / "validation.jsonl"))
     if not train_rows:
@@ -167,7 +168,7 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
         raise ValueError(f"validation has no tickets of {', '.join(no_val)}: the sweep's winner and the thresholds "
                          "would be chosen without them. Rerun the split stage (split.strategy=date keeps every label "
                          "in validation) or add tickets of these labels")
-    out = Path(out_dir or paths["train"])
+    out = Path(out_dir or paths.train)
     out.mkdir(parents=True, exist_ok=True)
     write_rule_report(params, train_rows, out)
     cands = resolve_candidates(params)
@@ -175,11 +176,11 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
     result = SweepResult()
     scored: list[tuple[tuple[float, float, float], Candidate, Path, dict[str, float], str | None]] = []
 
-    sweep_name = (params.get("sweep") or {}).get("name", "sweep")
-    data_name = str((params.get("data") or {}).get("name", "data"))
+    sweep_name = cfg.sweep.name
+    data_name = str(cfg.data.name or "data")
     parent_run = contextlib.ExitStack()  # a crash in the sweep marks the parent run FAILED
     if track:
-        tracking.setup(params.get("tracking"))
+        tracking.setup(cfg.tracking)
         parent = parent_run.enter_context(tracking.run(
             tracking.run_name("train", sweep_name), tags={"stage": "train", "sweep": sweep_name},
             params={"sweep.candidates": len(cands), "seed": params.get("seed")},

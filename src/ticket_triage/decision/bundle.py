@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
+from ticket_triage.config import ThresholdsConfig
 from ticket_triage.decision.triage import Neighbours, POLICY_FILE, Policy, _raw_topic_proba
 from ticket_triage.taxonomy import Taxonomy, parse_taxonomy
 
@@ -44,13 +45,15 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     from ticket_triage.text.clean import CLEANING_VERSION
     from ticket_triage.decision.thresholds import tune_thresholds
 
-    from ticket_triage.config import CascadeConfig
+    from ticket_triage.config import CascadeConfig, sections
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     missed_oos, n_missed_oos = None, 0
+    cfg = sections(params)
+    th = cfg.thresholds
     taxonomy = parse_taxonomy(params["taxonomy"], "params.yaml:taxonomy")
-    th_cfg = dict(params.get("thresholds") or {})
+    th_cfg = dict(params.get("thresholds") or {})  # what decision.thresholds tunes with (its DEFAULTS: th's)
     train_topics = Counter(r["topic"] for r in train_rows)
     topics = sorted(train_topics)
     fine_to_coarse = None
@@ -72,13 +75,13 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     raw = _raw_topic_proba(classifier, stub, val_texts)
     y_val = np.array([topics.index(r["topic"]) if r["topic"] in topics else -1 for r in val_rows])
     keep = y_val >= 0
-    calibrator = fit_calibrator(raw[keep], y_val[keep], method=th_cfg.get("calibration", "temperature"))
+    calibrator = fit_calibrator(raw[keep], y_val[keep], method=th.calibration)
     cal = calibrator.transform(raw)
     conf = cal.max(axis=1)
     pred = cal.argmax(axis=1)
 
     # out-of-scope scorer + neighbours on embeddings when the family has them
-    rng = np.random.default_rng(int(params.get("seed", 42)))
+    rng = np.random.default_rng(cfg.seed)
     sample = np.arange(len(train_rows))
     if len(sample) > max_neighbours:
         sample = np.sort(rng.choice(sample, max_neighbours, replace=False))
@@ -93,11 +96,11 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         # kNN or Mahalanobis (thresholds.ood_method; auto: the better AUROC on known out-of-scope
         # validation tickets, kNN without them)
         fit_labels = [label_of(train_rows[i], label_level) for i in sample]
-        method, method_auroc = str(th_cfg.get("ood_method", "auto")), {}
+        method, method_auroc = str(th.ood_method), {}
         if method == "auto":
             method, method_auroc = pick_method(train_emb, fit_labels, val_emb[keep], oos_emb,
-                                               k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1)
-        scorer = OODScorer(k=int(th_cfg.get("ood_k", 10)), max_train=len(sample) + 1,
+                                               k=int(th.ood_k), max_train=len(sample) + 1)
+        scorer = OODScorer(k=int(th.ood_k), max_train=len(sample) + 1,
                            method=method).fit(train_emb, fit_labels)
         oos_scores = None
         if oos_texts:
@@ -105,7 +108,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
             oos_scores = scorer.score(oos_emb, calibrator.transform(oos_raw))
         in_scores = scorer.score(val_emb[keep], cal[keep])
         ood_cut = scorer.tune(in_scores, oos_scores,
-                              max_in_scope_flagged=float(th_cfg.get("ood_max_in_scope_flagged", 0.02)))
+                              max_in_scope_flagged=float(th.ood_max_in_scope_flagged))
         ood_dict = scorer.to_dict()
         if method_auroc:
             ood_dict["method_auroc"] = method_auroc
@@ -132,24 +135,24 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     cf = cross_fit_topic_scores(
         classifier, train_rows, label_level, topics, val_texts, y_val,
         lambda m, texts: _raw_topic_proba(m, stub, texts),
-        folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0,
-        calibration=th_cfg.get("calibration", "temperature"), seed=int(params.get("seed", 42)),
+        folds=int(th.cross_fit_folds or 0) if th.tune else 0,
+        calibration=th.calibration, seed=cfg.seed,
         progress=progress, known_oos=bool(oos_texts),
-        max_train_chars=max_train_chars(th_cfg))
+        max_train_chars=max_train_chars(th))
     if cf.probs is not None:
         tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
         tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]
         tune_y = np.r_[tune_y, cf.y_idx]
     log.info("bundle: tuning thresholds on %d scores", len(tune_conf))
     th_cfg["reserved_review_share"], reserved_info = _reserved_review_share(
-        th_cfg, ood_share, val_texts, params, taxonomy)
+        th, ood_share, val_texts, params, taxonomy)
     min_lang = max(5, int(0.01 * len(train_rows)))
     languages = sorted(lang for lang, c in Counter(r.get("language") or "und" for r in train_rows).items()
                        if c >= min_lang and lang != "und")
     # the cascade's first stage (decision.cascade): which tuning tickets it decides, so the
     # full stage's thresholds are tuned on the rest; built before tune_mask is consumed
-    cold = [t for t in taxonomy.topic_ids if train_topics.get(t, 0) < int(th_cfg.get("cold_start_min_examples", 20))]
-    cascade_cfg = CascadeConfig.from_dict(th_cfg.get("cascade"))
+    cold = [t for t in taxonomy.topic_ids if train_topics.get(t, 0) < int(th.cold_start_min_examples)]
+    cascade_cfg = CascadeConfig.from_dict(th.cascade)
     residual = None
     if (out / "cascade").exists():
         import shutil
@@ -162,7 +165,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         rules = RuleSet.from_config(dict(params.get("rules") or {"rules": []}), taxonomy=taxonomy)
         cfit = fit_cascade(classifier, train_rows, val_rows, topics, fine_to_coarse, label_level, th_cfg,
                            cascade_cfg, rules=rules, languages=languages, oos_texts=oos_texts, cold_start=cold,
-                           seed=int(params.get("seed", 42)), progress=progress)
+                           seed=cfg.seed, progress=progress)
         stay_val = ~cfit.exit_val[tune_mask]
         stay = [stay_val]
         if n_missed_oos:
@@ -182,21 +185,21 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         full.info["tuned_on"] = "cascade residual (tickets the first stage does not decide)"
         cfit.stage.full_thresholds = full
         cfit.stage.save(out)
-    _fit_side_models(train_rows, params, out)
+    _fit_side_models(train_rows, cfg, out)
     lang_counts = Counter(r.get("language") for r in train_rows if r.get("language") not in (None, "", "und"))
-    language_prior = (params.get("data") or {}).get("language") or (
+    language_prior = cfg.data.language or (
         lang_counts.most_common(1)[0][0] if lang_counts else None)
     policy = Policy(
         family=classifier.family, label_level=label_level, topics=topics, fine_to_coarse=fine_to_coarse,
         calibrator=calibrator.to_dict(), thresholds=thresholds.to_dict(), ood=ood_dict, languages=languages,
         cold_start_topics=cold, language_prior=language_prior,
         model_version=model_version, taxonomy_version=f"{taxonomy.name}@{taxonomy.version}",
-        cleaning_version=CLEANING_VERSION, dataset=str((params.get("data") or {}).get("name") or ""))
+        cleaning_version=CLEANING_VERSION, dataset=str(cfg.data.name or ""))
     (out / POLICY_FILE).write_text(json.dumps(policy.to_dict(), indent=2))
     return out
 
 
-def _reserved_review_share(th_cfg: Mapping[str, Any], ood_share: float, val_texts: Sequence[str],
+def _reserved_review_share(th: Mapping[str, Any] | ThresholdsConfig, ood_share: float, val_texts: Sequence[str],
                            params: Mapping[str, Any], taxonomy: Taxonomy) -> tuple[float, dict[str, Any]]:
     """The review share the confidence cut must leave to the other ways into the review band.
 
@@ -206,7 +209,7 @@ def _reserved_review_share(th_cfg: Mapping[str, Any], ood_share: float, val_text
     A number is taken as it is."""
     from ticket_triage.decision.rules import RuleSet
 
-    raw = th_cfg.get("reserved_review_share", "auto")
+    raw = ThresholdsConfig.from_dict(th).reserved_review_share
     if raw is None or str(raw).lower() != "auto":
         try:
             return float(raw or 0.0), {"mode": "fixed", "share": float(raw or 0.0)}
@@ -219,10 +222,10 @@ def _reserved_review_share(th_cfg: Mapping[str, Any], ood_share: float, val_text
     return share, {"mode": "auto", "share": share, "out_of_scope": float(ood_share), "rule_pinned": float(pinned)}
 
 
-def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[str, Any], out: Path) -> None:
+def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], cfg: Any, out: Path) -> None:
     """Urgency classifier where the history carries urgency; secondary-tag tagger where tickets
-    carry several tags. Both are optional parts of the bundle."""
-    cfg = dict((params.get("train") or {}))
+    carry several tags (``cfg``: the :class:`~ticket_triage.config.ProjectConfig`). Both are
+    optional parts of the bundle."""
     log.info("bundle: urgency and secondary-tag models on %d training tickets", len(train_rows))
     texts = [r["text"] for r in train_rows]
     urg = [r.get("urgency") for r in train_rows]
@@ -230,14 +233,14 @@ def _fit_side_models(train_rows: Sequence[Mapping[str, Any]], params: Mapping[st
     if len(have) >= 0.5 * len(train_rows) and len({urg[i] for i in have}) >= 2:
         from ticket_triage.decision.urgency import UrgencyModel
 
-        UrgencyModel(min_confidence=float(cfg.get("urgency_min_confidence", 0.5)),
-                     seed=int(params.get("seed", 42))).fit([texts[i] for i in have], [urg[i] for i in have]).save(out / "urgency")
+        UrgencyModel(min_confidence=float(cfg.train.urgency_min_confidence),
+                     seed=cfg.seed).fit([texts[i] for i in have], [urg[i] for i in have]).save(out / "urgency")
     from ticket_triage.decision.secondary import SecondaryTagger, is_multilabel
 
     tags = [list(r.get("tags") or []) for r in train_rows]
     if is_multilabel(tags):
         try:
-            SecondaryTagger(min_count=int(cfg.get("secondary_min_count", 20)),
-                            seed=int(params.get("seed", 42))).fit(texts, tags).save(out / "secondary")
+            SecondaryTagger(min_count=int(cfg.train.secondary_min_count),
+                            seed=cfg.seed).fit(texts, tags).save(out / "secondary")
         except ValueError:
             pass  # no tag frequent enough: no secondary tagger

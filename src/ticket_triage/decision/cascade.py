@@ -40,6 +40,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ticket_triage.config import ThresholdsConfig
+
 CASCADE_DIR = "cascade"
 STATE_FILE = "cascade.json"
 CENTROIDS_FILE = "centroids.npz"
@@ -223,7 +225,8 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
     y_val = np.array([topics.index(r["topic"]) if r["topic"] in topics else -1 for r in val_rows])
     keep = y_val >= 0
     raw = _raw_topic_proba(cheap, stub, val_texts)
-    calibrator = fit_calibrator(raw[keep], y_val[keep], method=th_cfg.get("calibration", "temperature"))
+    th = ThresholdsConfig.from_dict(th_cfg)
+    calibrator = fit_calibrator(raw[keep], y_val[keep], method=th.calibration)
     feats, _ = _features_and_head(cheap)
     centroids = label_centroids(feats.transform([r["text"] for r in train_rows]),
                                 [label_of(r, label_level) for r in train_rows], list(cheap.labels),
@@ -249,10 +252,10 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
         y = np.r_[y, np.full(int(el_oos.sum()), -1)]
     cf = cross_fit_topic_scores(
         cheap, train_rows, label_level, topics, val_texts, y_val, lambda m, t: _raw_topic_proba(m, stub, t),
-        folds=int(th_cfg.get("cross_fit_folds", 0) or 0) if th_cfg.get("tune", True) else 0,
-        calibration=th_cfg.get("calibration", "temperature"), seed=seed, progress=progress,
+        folds=int(th.cross_fit_folds or 0) if th.tune else 0,
+        calibration=th.calibration, seed=seed, progress=progress,
         known_oos=bool(oos_texts),
-        max_train_chars=max_train_chars(th_cfg))
+        max_train_chars=max_train_chars(th))
     el_train = None
     if cf.probs is not None:
         # out-of-fold rows are not filtered by the scope check (its centroids saw them);

@@ -34,6 +34,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ticket_triage.config import ThresholdsConfig
+
 
 @dataclass
 class CrossFit:
@@ -46,12 +48,12 @@ class CrossFit:
 
 #: ``thresholds.cross_fit_max_train_chars`` when a params file predates it: ~10M characters is
 #: BANKING77's train split 16 times over, and a quarter of 16,000 long (~2,450-character) tickets
-DEFAULT_MAX_TRAIN_CHARS = 10_000_000
+DEFAULT_MAX_TRAIN_CHARS = ThresholdsConfig.cross_fit_max_train_chars
 
 
-def max_train_chars(th_cfg: Mapping[str, Any]) -> int | None:
+def max_train_chars(th_cfg: Mapping[str, Any] | ThresholdsConfig) -> int | None:
     """The configured cap (``thresholds.cross_fit_max_train_chars``; null or 0 = no cap)."""
-    value = th_cfg.get("cross_fit_max_train_chars", DEFAULT_MAX_TRAIN_CHARS)
+    value = ThresholdsConfig.from_dict(th_cfg).cross_fit_max_train_chars
     return int(value) if value else None
 
 

@@ -48,11 +48,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-DEFAULTS: dict[str, Any] = {
-    "auto_route": 0.85, "review": 0.6, "tune": True, "target_precision": 0.99,
-    "confidence": 0.95, "min_support": 10, "tickets_per_day": 10000, "review_capacity": 20,
-    "pinned": {}, "strategy": "hybrid", "reserved_review_share": 0.0,
-}
+from ticket_triage.config import ThresholdsConfig
+
+#: the keys tuning reads, with the ``thresholds`` section's defaults (config.ThresholdsConfig);
+#: its ``reserved_review_share: auto`` is 0 here, on bare scores (see above)
+DEFAULTS: dict[str, Any] = {k: getattr(ThresholdsConfig(), k) for k in (
+    "auto_route", "review", "tune", "target_precision", "confidence", "min_support", "tickets_per_day",
+    "review_capacity", "pinned", "strategy", "reserved_review_share")}
 STRATEGIES = ("per_label", "pooled", "hybrid")
 BAND_VALUES = ("auto_route", "draft", "review")
 MAX_CANDIDATES = 400

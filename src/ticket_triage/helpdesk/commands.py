@@ -55,24 +55,22 @@ def add_parser(sub: Any) -> None:
 
 def setup(args: argparse.Namespace, *, need_model: bool = True) -> tuple[Any, Any, Any]:
     """(params, store, adapters) for the helpdesk commands."""
-    from ticket_triage.config import load_params
+    import dataclasses
+
+    from ticket_triage.config import ReviewConfig, load_params
     from ticket_triage.helpdesk import LazyTriage, adapters_from_params
     from ticket_triage.review.store import ReviewStore
 
     params = load_params(args.params or os.environ.get("TRIAGE_PARAMS") or None)
-    cfg = dict(params.get("review") or {})
-    var = cfg.get("db_url_env", "TRIAGE_REVIEW_DB_URL")
-    if os.environ.get(var):
-        cfg["db_url"] = os.environ[var]
-    if getattr(args, "db", None):
-        cfg["db_url"] = args.db
+    cfg = ReviewConfig.from_dict(params.get("review"))
+    cfg = dataclasses.replace(cfg, db_url=cfg.resolved_db_url(override=getattr(args, "db", None)))
     store = ReviewStore.from_config(cfg)
     taxonomy = None
-    if cfg.get("taxonomy_path"):
+    if cfg.taxonomy_path:
         from ticket_triage.taxonomy import load_taxonomy
 
         try:
-            taxonomy = load_taxonomy(cfg["taxonomy_path"])
+            taxonomy = load_taxonomy(cfg.taxonomy_path)
         except (OSError, ValueError):
             taxonomy = None
 

@@ -155,16 +155,19 @@ def _ticket_dict(t: Ticket) -> dict[str, Any]:
 def data_config_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Turn a ``conf/data/*.yaml`` section into ``read_tickets`` / ``ingest`` arguments:
     ``{"path", "fmt", "mapping", "defaults", "urgency_map"}`` (plain dicts/lists)."""
+    from ticket_triage.config import DataConfig
+
     c = _plain(cfg)
     if "path" not in c:
         raise IngestError(f"data config has no 'path' (keys: {sorted(c)}); add path: <export>")
-    defaults = {k: c[k] for k in ("channel", "language", "topic", "urgency") if c.get(k)}
+    d = DataConfig.from_dict(c)
+    defaults = {k: getattr(d, k) for k in ("channel", "language", "topic", "urgency") if getattr(d, k)}
     return {
-        "path": c["path"],
-        "fmt": c.get("format", "csv"),
-        "mapping": c.get("mapping") or None,
+        "path": d.path,
+        "fmt": d.format,
+        "mapping": d.mapping or None,
         "defaults": defaults or None,
-        "urgency_map": c.get("urgency_map") or None,
+        "urgency_map": d.urgency_map or None,
     }
 
 

@@ -54,7 +54,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ticket_triage.config import ContinuousConfig, monitor_section, target_precision
+from ticket_triage.config import ContinuousConfig, PathsConfig, monitor_section, target_precision
 from ticket_triage.data import iter_jsonl
 from ticket_triage.monitoring.history import (
     STATUSES,
@@ -81,7 +81,7 @@ class _Run:
     params: Mapping[str, Any]
     ev: dict[str, Any]
     cc: ContinuousConfig
-    paths: dict[str, Any]
+    paths: PathsConfig
     seed: int
     target: float
     ece_bins: int
@@ -114,7 +114,7 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
     ev = monitor_section(params)
     cc = ContinuousConfig.from_dict(ev.get("continuous"))
     stamp_dt = datetime.now(timezone.utc)
-    run = _Run(params=params, ev=ev, cc=cc, paths=dict(params.get("paths") or {}),
+    run = _Run(params=params, ev=ev, cc=cc, paths=PathsConfig.from_dict(params.get("paths")),
                seed=int(params.get("seed", 0)),
                target=target_precision(params),
                ece_bins=int((ev.get("metrics") or {}).get("ece_bins", 15)),
@@ -156,7 +156,7 @@ def _load(run: _Run, bundle_dir: str | Path | None) -> None:
     from ticket_triage.decision.triage import Triage
     from ticket_triage.models.embeddings import CachedClassifier
 
-    winner = Path(run.paths.get("train", "artifacts/train")) / "winner"
+    winner = Path(run.paths.train) / "winner"
     bundle, source = resolve_bundle(bundle_dir, tracking_cfg=run.params.get("tracking"),
                                     local_winner=winner)
     triage = Triage.load(bundle)
@@ -168,27 +168,27 @@ def _score_labelled(run: _Run) -> None:
     from ticket_triage.evaluation import score_split
 
     triage, paths = run.r["triage"], run.paths
-    heldout_path = Path(paths.get("heldout", "eval/heldout.jsonl"))
+    heldout_path = Path(paths.heldout)
     if not heldout_path.is_file():
         raise FileNotFoundError(f"held-out set {heldout_path} not found: run `dvc repro split` (it freezes "
                                 "the held-out set) or set paths.heldout")
     held_rows = list(iter_jsonl(heldout_path))
     metrics, held = score_split(triage, held_rows, "heldout", target_precision=run.target)
     run.metrics.update(metrics)
-    fb_rows = feedback_rows(paths.get("feedback", "data/feedback"))
+    fb_rows = feedback_rows(paths.feedback)
     fb_detail = None
     if fb_rows:
         fb_metrics, fb_detail = score_split(triage, fb_rows, "recent_labelled", target_precision=run.target)
         run.metrics.update(fb_metrics)
     else:
         log.info("no reviewer corrections or audit samples with text in %s: recent labelled traffic skipped",
-                 paths.get("feedback", "data/feedback"))
+                 paths.feedback)
     run.r.update(held_rows=held_rows, held=held, fb_rows=fb_rows, fb_detail=fb_detail)
 
 
 def _decide_unlabelled(run: _Run, recent_path: str | Path | None) -> None:
     triage, cc = run.r["triage"], run.cc
-    split_dir = Path(run.paths.get("split", "artifacts/split"))
+    split_dir = Path(run.paths.split)
     rp = Path(recent_path or cc.recent_path or split_dir / "test.jsonl")
     recent_rows = _sample(read_tickets_file(rp), cc.recent_max_rows, run.seed, newest=True)
     ref_rows, ref_source = reference_rows(triage, cc, split_dir, run.seed)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
-from ticket_triage.config import DEFAULT_REVIEW_DB_URL
+from ticket_triage.config import DEFAULT_REVIEW_DB_URL, ReviewConfig
 from ticket_triage.review.sessions import Sessions, SignInThrottle
 from ticket_triage.review.store import ReviewError, ReviewStore
 from ticket_triage.schema import URGENCIES
@@ -372,21 +372,21 @@ def _rule_names(hits: Any) -> list[str]:
     return out
 
 
-def app_from_config(cfg: Mapping[str, Any], *, taxonomy_path: str | None = None,
+def app_from_config(cfg: "Mapping[str, Any] | ReviewConfig", *, taxonomy_path: str | None = None,
                     store: ReviewStore | None = None) -> "Starlette":
     """Build the app from the ``review`` section of params.yaml (used by the service too)."""
     from ticket_triage.taxonomy import load_taxonomy
 
-    tax_path = taxonomy_path or cfg.get("taxonomy_path")
+    cfg = ReviewConfig.from_dict(cfg)
+    tax_path = taxonomy_path or cfg.taxonomy_path
     if not tax_path:
         raise ValueError("review: no taxonomy path; pass taxonomy_path or set review.taxonomy_path")
-    secret_env = cfg.get("secret_env") or "TRIAGE_REVIEW_SECRET"
-    return create_app(store or ReviewStore.from_config(dict(cfg)), load_taxonomy(tax_path),
-                      load_reviewers(cfg.get("reviewers") or {},
-                                     cfg.get("reviewers_env") or "TRIAGE_REVIEWERS"),
+    secret_env = cfg.secret_env or ReviewConfig.secret_env
+    return create_app(store or ReviewStore.from_config(cfg), load_taxonomy(tax_path),
+                      load_reviewers(cfg.reviewers or {}, cfg.reviewers_env or ReviewConfig.reviewers_env),
                       secret_key=os.environ.get(secret_env),
-                      cookie_secure=bool(cfg.get("cookie_secure", False)),
-                      session_max_age_s=int(cfg.get("session_max_age_s", 12 * 3600)))
+                      cookie_secure=bool(cfg.cookie_secure),
+                      session_max_age_s=int(cfg.session_max_age_s))
 
 
 def mounted(app: Any, prefix: str = "/review") -> "Starlette":

@@ -25,12 +25,12 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ticket_triage.config import DEFAULT_REVIEW_DB_URL
+from ticket_triage.config import ReviewConfig
 from ticket_triage.schema import URGENCIES, Decision, Ticket
 
 # The tables and migrations live in ticket_triage.storage; re-exported for older imports.
@@ -148,13 +148,12 @@ class ReviewStore:
         self.schema_version = migrate(self.engine)
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "ReviewStore":
+    def from_config(cls, cfg: "Mapping[str, Any] | ReviewConfig | None") -> "ReviewStore":
         """Build from the ``review`` section of params.yaml (see conf/review/default.yaml). A
         relative SQLite path there is relative to the project root (:func:`anchored_sqlite_url`)."""
-        return cls(anchored_sqlite_url(cfg.get("db_url", DEFAULT_REVIEW_DB_URL)),
-                   claim_ttl_s=cfg.get("claim_ttl_s", 600),
-                   max_seconds_per_item=cfg.get("max_seconds_per_item", 600),
-                   busy_timeout_ms=cfg.get("busy_timeout_ms", 5000))
+        c = ReviewConfig.from_dict(cfg)
+        return cls(anchored_sqlite_url(c.db_url), claim_ttl_s=c.claim_ttl_s,
+                   max_seconds_per_item=c.max_seconds_per_item, busy_timeout_ms=c.busy_timeout_ms)
 
     # ---- enqueue -------------------------------------------------------------------------
     def _item_row(self, ticket: Ticket, decision: Decision | dict[str, Any], is_audit_sample: bool,

@@ -27,6 +27,7 @@ The ASGI helpers (lazy apps, the 503 app) are in ``ticket_triage.service.asgi``.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import hashlib
 import logging
 import os
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ticket_triage.config import DEFAULT_REVIEW_DB_URL
+from ticket_triage.config import DEFAULT_REVIEW_DB_URL, ReviewConfig
 from ticket_triage.schema import Decision, Ticket
 from ticket_triage.service.asgi import ASGIApp, LazyASGI, lazy_asgi, unavailable_app
 
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 ENV_PARAMS = "TRIAGE_PARAMS"
-DEFAULT_DB_URL_ENV = "TRIAGE_REVIEW_DB_URL"
+DEFAULT_DB_URL_ENV = ReviewConfig.db_url_env  # TRIAGE_REVIEW_DB_URL
 DEFAULT_DB_URL = DEFAULT_REVIEW_DB_URL  # the one default: ticket_triage.config
 # helpdesk keys that configure this deployment, not the adapter (HelpdeskConfig rejects them)
 HELPDESK_DEPLOY_KEYS = ("webhooks_enabled", "additional")
@@ -96,15 +97,13 @@ def deploy_params(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         return _SHARED.params
 
 
-def _review_cfg(params: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(params.get("review") or {})
+def _review_cfg(params: Mapping[str, Any]) -> ReviewConfig:
+    return ReviewConfig.from_dict(params.get("review"))
 
 
-def review_db_url(cfg: Mapping[str, Any], env: Mapping[str, str] | None = None) -> str:
+def review_db_url(cfg: Mapping[str, Any] | ReviewConfig, env: Mapping[str, str] | None = None) -> str:
     """``review.db_url``, overridden by the env var named in ``review.db_url_env``."""
-    env = os.environ if env is None else env
-    var = cfg.get("db_url_env") or DEFAULT_DB_URL_ENV
-    return env.get(var) or cfg.get("db_url") or DEFAULT_DB_URL
+    return ReviewConfig.from_dict(cfg).resolved_db_url(env)
 
 
 def shared_store() -> "ReviewStore":
@@ -114,10 +113,10 @@ def shared_store() -> "ReviewStore":
             from ticket_triage.review.store import ReviewStore
 
             cfg = _review_cfg(deploy_params())
-            cfg["db_url"] = review_db_url(cfg)
+            cfg = dataclasses.replace(cfg, db_url=cfg.resolved_db_url())
             _SHARED.store = ReviewStore.from_config(cfg)
             _SHARED.store.clean = service_clean
-            log.info("review store: %s (schema v%s)", _redact_url(cfg["db_url"]),
+            log.info("review store: %s (schema v%s)", _redact_url(cfg.db_url),
                      _SHARED.store.schema_version)
         return _SHARED.store
 
@@ -148,10 +147,11 @@ def reset() -> None:
         _SHARED.workers = []
 
 
-def _taxonomy_path(cfg: Mapping[str, Any]) -> str:
+def _taxonomy_path(cfg: Mapping[str, Any] | ReviewConfig) -> str:
     """``review.taxonomy_path``, else the taxonomy of the bundle the running service serves."""
-    if cfg.get("taxonomy_path"):
-        path = Path(str(cfg["taxonomy_path"]))
+    cfg = ReviewConfig.from_dict(cfg)
+    if cfg.taxonomy_path:
+        path = Path(str(cfg.taxonomy_path))
         if not path.is_absolute():  # relative to the project root, whatever the cwd (make serve: serving/)
             from ticket_triage.config import find_root
 
@@ -340,9 +340,8 @@ class ReviewFeed:
                     store: "ReviewStore | Callable[[], ReviewStore] | None" = None) -> "ReviewFeed":
         """From ``params["review"]``: ``enqueue_from_api``, ``audit_share``, ``audit_seed``."""
         cfg = _review_cfg(params)
-        seed = cfg.get("audit_seed", params.get("seed", 0))
-        return cls(store or shared_store, enabled=cfg.get("enqueue_from_api", True),
-                   audit_share=cfg.get("audit_share", 0.02),
+        seed = cfg.audit_seed if cfg.audit_seed is not None else params.get("seed", 0)
+        return cls(store or shared_store, enabled=cfg.enqueue_from_api, audit_share=cfg.audit_share,
                    audit_seed=0 if seed is None else seed)
 
     @property

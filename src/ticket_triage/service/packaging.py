@@ -70,12 +70,14 @@ def build_bento(root: str | Path = ".", bentofile: str = "serving/bentofile.yaml
 def run_package(params: Mapping[str, Any], *, out_path: str | Path = "artifacts/package/bento.json",
                 allow_local: bool = True) -> dict[str, Any]:
     from ticket_triage import tracking
+    from ticket_triage.config import sections
 
-    dataset = str((params.get("data") or {}).get("name") or "") or None
+    cfg = sections(params)
+    dataset = str(cfg.data.name or "") or None
     source = f"mlflow:ticket-triage@{tracking.alias_name('champion', dataset)}"
     version = None
     try:
-        tracking.setup(params.get("tracking"))
+        tracking.setup(cfg.tracking)
         mv = tracking.alias_version("champion", dataset=dataset)
         if mv is None:
             raise LookupError(f"no champion alias for dataset {dataset!r}")
@@ -84,7 +86,7 @@ def run_package(params: Mapping[str, Any], *, out_path: str | Path = "artifacts/
     except Exception as exc:  # registry unreachable or empty
         if not allow_local:
             raise
-        bundle = Path(params["paths"]["train"]) / "winner"
+        bundle = Path(cfg.paths.train) / "winner"
         source = f"local:{bundle} ({type(exc).__name__}: {exc})"
     model_tag = import_bundle(bundle, labels={"stage": "champion"},
                               metadata={"registry_version": str(version), "source": source})

@@ -2,9 +2,11 @@
 
 ``conf/`` holds the Hydra config groups; ``params.yaml`` is their composition (written by
 ``triage config compose`` and by DVC on ``dvc exp run``; never hand-edited). Stages read
-``params.yaml`` through :func:`load_params`; code that needs another member of a config
-group (a sweep candidate's model file) composes it with :func:`compose`. Nothing else in
-the project opens ``params.yaml`` or ``conf/``.
+``params.yaml`` through :func:`load_params` and its typed, validated sections through
+:func:`sections` (one frozen dataclass per section, each parsed by :func:`strict_section`, the
+one strict loader); code that needs another member of a config group (a sweep candidate's
+model file) composes it with :func:`compose`. Nothing else in the project opens
+``params.yaml`` or ``conf/``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,32 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Iterable, Mapping
 
 import yaml
+
+from ticket_triage.config.sections import (  # noqa: F401 - the typed sections and the strict loader
+    DEFAULT_REVIEW_DB_URL,
+    DEFAULT_SEED,
+    DEFAULT_TARGET_PRECISION,
+    CascadeConfig,
+    ConfigError,
+    ContinuousConfig,
+    DataConfig,
+    PathsConfig,
+    ProjectConfig,
+    PromoteConfig,
+    ReviewConfig,
+    SplitConfig,
+    SweepConfig,
+    ThresholdsConfig,
+    TrackingConfig,
+    TrainConfig,
+    reject_unknown,
+    sections,
+    strict_section,
+)
 
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
@@ -27,17 +50,9 @@ PARAMS_HEADER = (
 )
 
 
-DEFAULT_TARGET_PRECISION = 0.99  # train.target_precision when params do not set it
-DEFAULT_REVIEW_DB_URL = "sqlite:///var/review.sqlite"  # review.db_url when params do not set it
-
-
 def target_precision(params: Mapping[str, Any]) -> float:
     """``train.target_precision``: the auto-routed precision every stage scores against."""
-    return float((params.get("train") or {}).get("target_precision", DEFAULT_TARGET_PRECISION))
-
-
-class ConfigError(ValueError):
-    """The configuration is wrong; the message names the key and what is allowed."""
+    return float(TrainConfig.from_dict(params.get("train")).target_precision)
 
 
 MONITOR_SECTION = "monitor"        # continuous evaluation's params section (conf/monitor/)
@@ -61,77 +76,6 @@ def monitor_section(params: Mapping[str, Any]) -> dict[str, Any]:
         warnings.warn(LEGACY_MONITOR_WARNING, FutureWarning, stacklevel=2)
         return dict(params[LEGACY_MONITOR_SECTION] or {})
     return {}
-
-
-T = TypeVar("T")
-
-
-def strict_section(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
-    """The one strict loader: the dataclass ``cls`` from ``data`` (None = all defaults).
-    Unknown keys are a :class:`ConfigError` naming them, the section and the allowed keys."""
-    if not is_dataclass(cls):  # pragma: no cover - programming error
-        raise TypeError(f"{cls!r} is not a dataclass")
-    if data is not None and not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping of settings, got {type(data).__name__}")
-    d = dict(data or {})
-    reject_unknown(d, [f.name for f in fields(cls)], where)
-    return cls(**d)
-
-
-def reject_unknown(given: Iterable[str], known: Iterable[str], where: str) -> None:
-    """Raise :class:`ConfigError` naming the keys of ``given`` that are not ``known``."""
-    known = sorted(known)
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {where}; allowed: {known}")
-
-
-@dataclass
-class ContinuousConfig:
-    """``monitor.continuous`` in params.yaml (see conf/monitor/default.yaml): where continuous
-    evaluation reads recent traffic and writes its outputs and history."""
-
-    out_dir: str = "eval/continuous"
-    history_dir: str = "eval/history"
-    recent_path: str | None = None
-    reference_path: str | None = None
-    reference_max_rows: int = 2000
-    recent_max_rows: int | None = None
-    period: str = "W"
-    min_periods: int = 2
-    history_runs: int = 20
-    top_n: int = 10
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "ContinuousConfig":
-        return strict_section(cls, d, "monitor.continuous")
-
-
-@dataclass
-class CascadeConfig:
-    """``thresholds.cascade`` in params.yaml (see conf/thresholds/default.yaml): the cheap first
-    stage of :mod:`ticket_triage.decision.cascade`. ``enabled`` decides at bundle-building time
-    whether the bundle gets a ``cascade/`` stage; ``Triage.load(..., cascade=False)`` ignores
-    one at serving time."""
-
-    enabled: bool = False
-    first_stage: str = "tfidf_logreg"
-    reuse_member: bool = True        # an ensemble's own TF-IDF member is the first stage (no extra fit)
-    ood_max_in_scope_flagged: float = 0.05  # share of in-scope validation the cheap scope check keeps
-    centroid_features: int = 4000    # TF-IDF weights kept per label centroid (scope check)
-    params: dict | None = None       # first-stage hyperparameters when it is fitted on its own
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "CascadeConfig":
-        cfg = strict_section(cls, d, "thresholds.cascade")
-        if cfg.first_stage != "tfidf_logreg":
-            raise ConfigError(f"thresholds.cascade.first_stage must be 'tfidf_logreg', got {cfg.first_stage!r}")
-        if not 0.0 <= float(cfg.ood_max_in_scope_flagged) < 1.0:
-            raise ConfigError("thresholds.cascade.ood_max_in_scope_flagged must be in [0, 1), got "
-                              f"{cfg.ood_max_in_scope_flagged}")
-        if int(cfg.centroid_features) < 1:
-            raise ConfigError("thresholds.cascade.centroid_features must be >= 1")
-        return cfg
 
 
 def find_root(start: str | Path | None = None) -> Path:
