@@ -151,3 +151,17 @@ def test_train_script_takes_no_overrides():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "dvc exp run" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bytecode_caches_are_not_stage_dependencies():
+    """The stages depend on src/ folders; Python writes __pycache__/*.pyc into them while a stage
+    runs (and differently per interpreter), so DVC must not hash those, or dvc.lock changes on
+    every run and on every machine. Asked of DVC itself (`dvc check-ignore`)."""
+    deps = {d for s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values() for d in s.get("deps", [])}
+    folders = sorted(d for d in deps if d.startswith("src/") and (ROOT / d).is_dir())
+    assert folders, "no folder deps: nothing to check"
+    paths = [f"{d}/__pycache__/x.cpython-311.pyc" for d in folders] + [f"{folders[0]}/stray.pyc"]
+    r = subprocess.run([sys.executable, "-m", "dvc", "check-ignore", *paths], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(r.stdout.split()) == sorted(paths)
