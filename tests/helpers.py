@@ -113,3 +113,55 @@ def conserved(tickets, rejected, rep) -> None:
     assert Counter(r.reason for r in rejected) == Counter(rep.rejected_by_reason)
     assert all(r.reason in REASONS for r in rejected)
     assert len({t.id for t in tickets}) == len(tickets)
+
+
+# small, fast settings for the encoder-based families (a few optimizer steps)
+FAST = {
+    "tfidf_logreg": {},
+    "embed_logreg": {},
+    "setfit": {"max_steps": 2, "batch_size": 4, "num_iterations": 1},
+    "transformer": {"max_steps": 2, "batch_size": 4, "max_length": 32, "learning_rate": 1e-4},
+    "ensemble": {},
+}
+
+
+def small_tickets() -> tuple[list[str], list[str]]:
+    """tests/fixtures/tickets_small.csv as (texts, tags): 48 tickets, 4 labels."""
+    import csv
+    from pathlib import Path
+
+    with (Path(__file__).resolve().parent / "fixtures" / "tickets_small.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [f"{r['subject']}. {r['body']}" for r in rows], [r["tags"] for r in rows]
+
+
+def check_probs(clf, texts: list[str]):
+    """predict_proba has one row per text, one column per label, each row a distribution."""
+    import numpy as np
+
+    p = clf.predict_proba(texts)
+    assert p.shape == (len(texts), len(clf.labels))
+    assert np.all(p >= 0)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    return p
+
+
+def check_roundtrip(clf, texts: list[str], tmp_path) -> None:
+    """save + load_classifier gives the same family, labels, seed and probabilities."""
+    import json
+
+    import numpy as np
+
+    from ticket_triage.models import load_classifier
+    from ticket_triage.models.base import META_FILE
+
+    p = clf.predict_proba(texts)
+    out = clf.save(tmp_path / "clf")
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["family"] == clf.family
+    assert meta["labels"] == clf.labels
+    assert meta["params"]["seed"] == clf.params["seed"]
+    loaded = load_classifier(out)
+    assert type(loaded) is type(clf)
+    assert loaded.labels == clf.labels
+    assert np.allclose(loaded.predict_proba(texts), p, atol=1e-6)

@@ -140,45 +140,6 @@ def test_serving_cleans_with_the_bundles_cleaning_options(tiny_bundle, tmp_path,
     assert Triage.load(tiny_bundle).clean(ticket) != served  # the defaults do clean more
 
 
-@pytest.mark.slow
-def test_fine_tuned_encoder_bundle_uses_its_embeddings(tmp_path, base_params, small_rows):
-    """A fine-tuned transformer served through onnx-int8: the bundle carries the encoder, the
-    neighbours (explanations) and the out-of-scope score use its embeddings, and the scorer is
-    chosen on the known out-of-scope validation tickets."""
-    import copy
-
-    from ticket_triage.decision.bundle import build_bundle
-    from ticket_triage.models import build_classifier
-
-    params = copy.deepcopy(base_params)
-    params["thresholds"].update(tune=False, cross_fit_folds=0)
-    rows = copy.deepcopy(small_rows)
-    clf = build_classifier("transformer", max_steps=4, batch_size=8, learning_rate=1e-4, backend="onnx-int8")
-    clf.fit([r["text"] for r in rows[:40]], [r["topic"] for r in rows[:40]], progress=False,
-            validation=([r["text"] for r in rows[40:]], [r["topic"] for r in rows[40:]]))
-    oos = ["what is the weather like on mars tomorrow", "recommend a good pasta recipe with tomatoes",
-           "who won the football world cup in 1998", "translate good morning into japanese"]
-    bundle = build_bundle(clf, rows[:40], rows[40:], params, tmp_path / "b", oos_texts=oos)
-    assert (bundle / "classifier" / "model" / "onnx-int8" / "model.onnx").is_file()
-    ood = json.loads((bundle / "policy.json").read_text())["ood"]
-    assert set(ood["method_auroc"]) == {"knn", "mahalanobis"}
-    assert ood["method"] == max(ood["method_auroc"], key=lambda m: (ood["method_auroc"][m], m == "knn"))
-    emb = np.load(bundle / "neighbours.npz")["emb"]
-    np.testing.assert_allclose(emb, clf.embed([r["text"] for r in rows[:40]]), atol=1e-6)
-    tri = Triage.load(bundle)
-    assert tri.ood.method == ood["method"]
-    ds = tri.decide([{"text": r["text"]} for r in rows[40:]] + [{"subject": "", "body": t} for t in oos])
-    assert len(ds) == 12 and all(d.band in ("auto_route", "draft", "review") for d in ds)
-    vt = [r["text"] for r in rows[40:]]
-    # int8 activations are quantized per batch, so compare the same batch, uncached on both sides
-    from ticket_triage.models.encoder import EMBEDDING_CACHE
-
-    EMBEDDING_CACHE.clear()
-    served = tri.topic_proba(vt, calibrated=False)
-    EMBEDDING_CACHE.clear()
-    np.testing.assert_allclose(served, clf.predict_proba(vt), atol=1e-9)
-
-
 def test_language_prior_is_the_data_sets_language(tiny_bundle):
     """The bundle keeps the data config's language (banking77: en) as the prior: English with
     code and logs is not sent to review as unsupported_language; clear German still is."""

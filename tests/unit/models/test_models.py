@@ -16,53 +16,18 @@ import pytest
 import yaml
 
 from ticket_triage.models import FAMILIES, TrainingDataError, build_classifier, load_classifier
-from ticket_triage.models.base import META_FILE
+from helpers import FAST, check_probs, check_roundtrip, small_tickets
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "tests" / "fixtures" / "tickets_small.csv"
 
-# small, fast settings for the encoder-based families (a few optimizer steps)
-FAST = {
-    "tfidf_logreg": {},
-    "embed_logreg": {},
-    "setfit": {"max_steps": 2, "batch_size": 4, "num_iterations": 1},
-    "transformer": {"max_steps": 2, "batch_size": 4, "max_length": 32, "learning_rate": 1e-4},
-    "ensemble": {},
-}
 # an ensemble with no encoder: exercises the combination and persistence in milliseconds
 TWO_TFIDF = [{"family": "tfidf_logreg", "C": 10.0}, {"family": "tfidf_logreg", "C": 0.5, "char_ngrams": [3, 4]}]
 
 
-def _tickets() -> tuple[list[str], list[str]]:
-    with FIXTURE.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [f"{r['subject']}. {r['body']}" for r in rows], [r["tags"] for r in rows]
-
-
 @pytest.fixture(scope="module")
 def data() -> tuple[list[str], list[str]]:
-    return _tickets()
-
-
-def _check_probs(clf, texts: list[str]) -> np.ndarray:
-    p = clf.predict_proba(texts)
-    assert p.shape == (len(texts), len(clf.labels))
-    assert np.all(p >= 0)
-    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
-    return p
-
-
-def _check_roundtrip(clf, texts: list[str], tmp_path: Path) -> None:
-    p = clf.predict_proba(texts)
-    out = clf.save(tmp_path / "clf")
-    meta = json.loads((out / META_FILE).read_text())
-    assert meta["family"] == clf.family
-    assert meta["labels"] == clf.labels
-    assert meta["params"]["seed"] == clf.params["seed"]
-    loaded = load_classifier(out)
-    assert type(loaded) is type(clf)
-    assert loaded.labels == clf.labels
-    assert np.allclose(loaded.predict_proba(texts), p, atol=1e-6)
+    return small_tickets()
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,7 +49,7 @@ def test_tfidf_fits_and_predicts(data):
     texts, labels = data
     clf = build_classifier("tfidf_logreg").fit(texts, labels, progress=False)
     assert clf.labels == sorted(set(labels))
-    p = _check_probs(clf, texts)
+    p = check_probs(clf, texts)
     # column order == labels: the argmax names the training label on (easy) training data
     assert np.mean(np.array(clf.labels)[p.argmax(1)] == np.array(labels)) >= 0.95
     assert clf.predict(["my card was stolen, please block it"]) == ["lost_or_stolen_card"]
@@ -95,7 +60,7 @@ def test_tfidf_fits_and_predicts(data):
 def test_tfidf_save_load_identical(data, tmp_path):
     texts, labels = data
     clf = build_classifier("tfidf_logreg").fit(texts, labels, progress=False)
-    _check_roundtrip(clf, texts, tmp_path)
+    check_roundtrip(clf, texts, tmp_path)
     assert (tmp_path / "clf" / "model.npz").is_file()
     np.testing.assert_array_equal(load_classifier(tmp_path / "clf").predict_proba(texts), clf.predict_proba(texts))
 
@@ -142,7 +107,7 @@ def test_ensemble_is_the_geometric_mean_of_its_members(data, tmp_path):
     ens = build_classifier("ensemble", members=TWO_TFIDF).fit(texts, labels, progress=False)
     a, b = ens.members
     assert ens.labels == a.labels == b.labels == sorted(set(labels))
-    p = _check_probs(ens, texts)
+    p = check_probs(ens, texts)
     g = np.sqrt(a.predict_proba(texts) * b.predict_proba(texts))
     np.testing.assert_allclose(p, g / g.sum(axis=1, keepdims=True), rtol=1e-9)
     mean = build_classifier("ensemble", members=TWO_TFIDF, combine="mean", weights=[3, 1]).fit(texts, labels, progress=False)
@@ -150,7 +115,7 @@ def test_ensemble_is_the_geometric_mean_of_its_members(data, tmp_path):
     np.testing.assert_allclose(mean.predict_proba(texts),
                                0.75 * ma.predict_proba(texts) + 0.25 * mb.predict_proba(texts), rtol=1e-9)
     assert ens.cheap_refit and ens.embed(texts[:2]) is None
-    _check_roundtrip(ens, texts, tmp_path)
+    check_roundtrip(ens, texts, tmp_path)
     assert (tmp_path / "clf" / "members" / "1" / "model.npz").is_file()
     # a fresh copy has the same configuration and no weights
     fresh = ens.fresh()
@@ -265,172 +230,6 @@ def test_torch_threads_respect_cpus(monkeypatch):
     assert configure_torch_threads() == len(os.sched_getaffinity(0))
     monkeypatch.setenv("TRIAGE_TORCH_THREADS", "1")
     assert configure_torch_threads() == 1
-
-
-# --------------------------------------------------------------------------------------------
-# encoder-based families: slow (real MiniLM, a handful of steps)
-@pytest.fixture(scope="module")
-def embed_clf(data):
-    texts, labels = data
-    return build_classifier("embed_logreg").fit(texts, labels, progress=False)
-
-
-@pytest.mark.slow
-def test_embed_logreg_fits_and_roundtrips(embed_clf, data, tmp_path):
-    texts, labels = data
-    p = _check_probs(embed_clf, texts)
-    assert np.mean(np.array(embed_clf.labels)[p.argmax(1)] == np.array(labels)) >= 0.9
-    _check_roundtrip(embed_clf, texts, tmp_path)
-    saved = tmp_path / "clf"
-    # the packaged encoder is referenced, not copied
-    assert json.loads((saved / META_FILE).read_text())["params"]["encoder"] == "default"
-    assert not list(saved.rglob("*.safetensors"))
-
-
-@pytest.mark.slow
-def test_embed_logreg_embeddings_are_normalized(embed_clf, data):
-    texts, labels = data
-    e = embed_clf.embed(texts)
-    assert e.shape == (len(texts), 384)
-    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
-    # cosine geometry is meaningful: same-intent tickets are closer than different-intent ones
-    y = np.array(labels)
-    sims = e @ e.T
-    same = (y[:, None] == y[None, :]) & ~np.eye(len(y), dtype=bool)
-    assert sims[same].mean() > sims[y[:, None] != y[None, :]].mean() + 0.1
-
-
-@pytest.mark.slow
-def test_embed_logreg_records_custom_local_encoder(data, tmp_path):
-    from ticket_triage.models.encoder import default_encoder_path
-
-    texts, labels = data
-    clf = build_classifier("embed_logreg", encoder=default_encoder_path(), C=1.0).fit(texts, labels, progress=False)
-    out = clf.save(tmp_path / "clf")
-    assert json.loads((out / META_FILE).read_text())["params"]["encoder"] == str(Path(default_encoder_path()).resolve())
-    assert np.allclose(load_classifier(out).predict_proba(texts[:4]), clf.predict_proba(texts[:4]), atol=1e-6)
-
-
-@pytest.mark.slow
-def test_embed_logreg_refuses_untrusted_head(embed_clf, tmp_path):
-    from ticket_triage.models.safe_io import UntrustedTypeError
-    from helpers import tamper
-
-    out = embed_clf.save(tmp_path / "clf")
-    tamper(out / "head.npz", "sklearn.preprocessing._function_transformer.FunctionTransformer")
-    with pytest.raises(UntrustedTypeError):
-        load_classifier(out)
-
-
-@pytest.mark.slow
-def test_default_ensemble_fits_roundtrips_and_embeds(data, tmp_path):
-    cfg = yaml.safe_load((ROOT / "conf" / "model" / "ensemble.yaml").read_text())
-    cfg.pop("family")
-    texts, labels = data
-    ens = build_classifier("ensemble", **cfg).fit(texts, labels, progress=False)
-    assert [m.family for m in ens.members] == ["embed_logreg", "tfidf_logreg"]
-    _check_probs(ens, texts)
-    e = ens.embed(texts[:3])
-    np.testing.assert_allclose(e, ens.members[0].embed(texts[:3]))
-    _check_roundtrip(ens, texts, tmp_path)
-
-
-@pytest.mark.slow
-def test_setfit_fits_roundtrips_and_is_deterministic(data, tmp_path):
-    texts, labels = data
-    clf = build_classifier("setfit", **FAST["setfit"]).fit(texts, labels, progress=False)
-    assert clf.labels == sorted(set(labels))
-    p = _check_probs(clf, texts)
-    assert np.mean(np.array(clf.labels)[p.argmax(1)] == np.array(labels)) >= 0.9
-    _check_roundtrip(clf, texts, tmp_path)
-    assert (tmp_path / "clf" / "body" / "model.safetensors").is_file()
-    assert (tmp_path / "clf" / "head.npz").is_file()
-    e = clf.embed(texts[:3])
-    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
-    again = build_classifier("setfit", **FAST["setfit"]).fit(texts, labels, progress=False)
-    assert np.allclose(again.predict_proba(texts[:8]), p[:8], atol=1e-6)
-
-
-@pytest.mark.slow
-def test_transformer_fits_roundtrips_and_is_deterministic(data, tmp_path):
-    texts, labels = data
-    clf = build_classifier("transformer", **FAST["transformer"]).fit(texts, labels, progress=False)
-    assert clf.labels == sorted(set(labels))
-    p = _check_probs(clf, texts)
-    _check_roundtrip(clf, texts, tmp_path)
-    saved = tmp_path / "clf" / "model"
-    assert (saved / "model.safetensors").is_file() and (saved / "tokenizer.json").is_file()
-    assert json.loads((saved / "config.json").read_text())["id2label"]["0"] == clf.labels[0]
-    e = clf.embed(texts[:3])
-    assert e.shape == (3, 384)
-    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
-    again = build_classifier("transformer", **FAST["transformer"]).fit(texts, labels, progress=False)
-    assert np.allclose(again.predict_proba(texts[:8]), p[:8], atol=1e-6)
-
-
-# --------------------------------------------------------------------------------------------
-# fine-tuned encoder families: ONNX serving, budget stop, early stopping (ticket_triage.models.finetune)
-@pytest.mark.slow
-def test_transformer_onnx_int8_backend_carries_the_encoder(data, tmp_path):
-    texts, labels = data
-    clf = build_classifier("transformer", **FAST["transformer"], backend="onnx-int8").fit(texts, labels, progress=False)
-    p = _check_probs(clf, texts)
-    _check_roundtrip(clf, texts, tmp_path)
-    onnx_file = tmp_path / "clf" / "model" / "onnx-int8" / "model.onnx"
-    assert onnx_file.is_file()  # the bundle carries the exported encoder: no export at load
-    mtime = onnx_file.stat().st_mtime_ns
-    loaded = load_classifier(tmp_path / "clf")
-    assert loaded.runner is not None and loaded.model is None  # served without torch
-    assert onnx_file.stat().st_mtime_ns == mtime
-    np.testing.assert_array_equal(loaded.predict_proba(texts), p)
-    e = loaded.embed(texts[:4])
-    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(e, clf.embed(texts[:4]))
-    # the int8 encoder is the fine-tuned one, not the frozen MiniLM
-    from ticket_triage.models.encoder import encode, load_encoder
-
-    frozen = encode(texts[:4], load_encoder("default", "cpu", "onnx-int8"), normalize=True, progress=False)
-    assert not np.allclose(frozen, e, atol=1e-3)
-
-
-@pytest.mark.slow
-def test_transformer_budget_stop_keeps_the_best_checkpoint(data, tmp_path):
-    texts, labels = data
-    clf = build_classifier("transformer", batch_size=4, max_length=32, epochs=50,
-                           max_train_minutes=1e-4).fit(texts, labels, progress=False)
-    info = clf.train_info
-    assert info["stopped"] == "budget"
-    assert info["steps"] < info["planned_steps"]
-    assert info["best_step"] == info["history"][-1][0] and info["best_val_macro_f1"] is not None
-    _check_probs(clf, texts)
-    _check_roundtrip(clf, texts, tmp_path)
-    assert json.loads((tmp_path / "clf" / "train_info.json").read_text())["stopped"] == "budget"
-
-
-@pytest.mark.slow
-def test_transformer_early_stopping_on_validation_macro_f1(data):
-    texts, labels = data
-    # learning rates of 0: the validation score cannot improve, so the second evaluation stops it
-    clf = build_classifier("transformer", batch_size=4, max_length=32, epochs=20, eval_every=1, patience=1,
-                           learning_rate=0.0, head_learning_rate=0.0, max_train_minutes=0)
-    clf.fit(texts[:40], labels[:40], progress=False, validation=(texts[40:], labels[40:]))
-    info = clf.train_info
-    assert info["stopped"] == "early_stopping"
-    assert info["steps"] == 2 and info["best_step"] == 1
-    assert info["val_examples"] == 8 and info["train_examples"] == 40
-
-
-@pytest.mark.slow
-def test_setfit_budget_stop_and_onnx_backend(data, tmp_path):
-    texts, labels = data
-    clf = build_classifier("setfit", batch_size=4, num_iterations=5, max_train_minutes=1e-4,
-                           backend="onnx").fit(texts, labels, progress=False)
-    info = clf.train_info
-    assert info["stopped"] == "budget" and info["steps"] < info["planned_steps"]
-    assert info["val_examples"] > 0 and info["best_val_macro_f1"] is not None
-    _check_probs(clf, texts)
-    _check_roundtrip(clf, texts, tmp_path)
-    assert (tmp_path / "clf" / "body" / "onnx" / "model.onnx").is_file()
 
 
 def test_finetune_helpers():
