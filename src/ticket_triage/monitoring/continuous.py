@@ -54,7 +54,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ticket_triage.config import ContinuousConfig, PathsConfig, monitor_section, target_precision
+from ticket_triage.config import ContinuousConfig, PathsConfig, monitor_section, sections, target_precision
 from ticket_triage.data import iter_jsonl
 from ticket_triage.monitoring.history import (
     STATUSES,
@@ -115,7 +115,7 @@ def run_continuous_eval(params: Mapping[str, Any], *, bundle_dir: str | Path | N
     cc = ContinuousConfig.from_dict(ev.get("continuous"))
     stamp_dt = datetime.now(timezone.utc)
     run = _Run(params=params, ev=ev, cc=cc, paths=PathsConfig.from_dict(params.get("paths")),
-               seed=int(params.get("seed", 0)),
+               seed=sections(params).seed,
                target=target_precision(params),
                ece_bins=int((ev.get("metrics") or {}).get("ece_bins", 15)),
                out=Path(out_dir or cc.out_dir), hist_dir=Path(history_dir or cc.history_dir),

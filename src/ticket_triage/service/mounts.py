@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ticket_triage.config import DEFAULT_REVIEW_DB_URL, ReviewConfig
+from ticket_triage.config import DEFAULT_REVIEW_DB_URL, ReviewConfig, sections
 from ticket_triage.schema import Decision, Ticket
 from ticket_triage.service.asgi import ASGIApp, LazyASGI, lazy_asgi, unavailable_app
 
@@ -340,9 +340,9 @@ class ReviewFeed:
                     store: "ReviewStore | Callable[[], ReviewStore] | None" = None) -> "ReviewFeed":
         """From ``params["review"]``: ``enqueue_from_api``, ``audit_share``, ``audit_seed``."""
         cfg = _review_cfg(params)
-        seed = cfg.audit_seed if cfg.audit_seed is not None else params.get("seed", 0)
+        seed = cfg.audit_seed if cfg.audit_seed is not None else sections(params).seed
         return cls(store or shared_store, enabled=cfg.enqueue_from_api, audit_share=cfg.audit_share,
-                   audit_seed=0 if seed is None else seed)
+                   audit_seed=seed)
 
     @property
     def store(self) -> "ReviewStore":
