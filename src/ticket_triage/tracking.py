@@ -23,8 +23,9 @@ from typing import Any, Iterator, Mapping
 from ticket_triage.config import TrackingConfig
 
 MODEL_NAME = "ticket-triage"
-#: The experiment type MLflow 3's UI reads (tag ``mlflow.experimentKind``): a model-training
-#: experiment opens on its runs, not on the GenAI "Overview" page.
+#: The experiment type (tag ``mlflow.experimentKind``): a model-training experiment. MLflow
+#: 3.17's UI still opens in GenAI mode (a browser-wide switch), so links carry the training view
+#: explicitly: see :func:`ui_url`.
 EXPERIMENT_KIND = "custom_model_development"
 
 #: Library warnings that say nothing to a user of this project and would repeat for every
