@@ -165,3 +165,60 @@ def check_roundtrip(clf, texts: list[str], tmp_path) -> None:
     assert type(loaded) is type(clf)
     assert loaded.labels == clf.labels
     assert np.allclose(loaded.predict_proba(texts), p, atol=1e-6)
+
+
+def small_pipeline_params(base_params: dict, tmp_path, *, experiment: str, sweep: str) -> dict:
+    """The composed params pointed at the small fixture (48 tickets) with every path under
+    ``tmp_path``: a 2-candidate TF-IDF sweep, 6 held-out tickets, untuned thresholds, the MLflow
+    experiment ``experiment``. For tests that run the stages' own functions end to end."""
+    import copy
+
+    from conftest import FIXTURES
+
+    p = copy.deepcopy(base_params)
+    p["data"] = {"name": "small", "format": "csv", "path": str(FIXTURES / "tickets_small.csv"),
+                 "mapping": {"id": "id", "created_at": "created_at", "subject": "subject", "body": "body",
+                             "tags": "tags"}}
+    p["paths"] = {k: str(tmp_path / "artifacts" / k) for k in ("ingest", "clean", "split", "train", "evaluate", "promote")}
+    p["paths"].update({"heldout": str(tmp_path / "eval" / "heldout.jsonl"), "feedback": str(tmp_path / "feedback")})
+    p["split"]["heldout_size"] = 6
+    p["thresholds"]["tune"] = False
+    p["sweep"] = {"name": sweep, "candidates": [{"model": "tfidf_logreg"}, {"model": "tfidf_logreg", "C": 0.5}]}
+    p["tracking"] = {"experiment": experiment}
+    return p
+
+
+def start_mlflow_server(backend_uri: str, log_path, *extra: str, env=None):
+    """``mlflow server`` on a free port of 127.0.0.1 over ``backend_uri``, waited for until
+    /health answers (fails the test with the server's log if it does not). Returns (process,
+    URL); stop it with :func:`stop_process_group`."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+    import pytest
+    from postgres import free_port
+
+    port = free_port()
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, *extra,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env if env is not None else {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")})
+    log.close()  # the child keeps its own descriptor
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            stop_process_group(proc)
+            pytest.fail("mlflow server did not come up:\n" + Path(log_path).read_text()[-3000:])
+        time.sleep(0.5)

@@ -7,18 +7,11 @@ Screenshots go to $TRIAGE_SCREENSHOTS when set (README's pictures), else to tmp_
 
 from __future__ import annotations
 
-import copy
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import stop_process_group
-from postgres import free_port
-
-from conftest import FIXTURES
+from helpers import small_pipeline_params, start_mlflow_server, stop_process_group
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,16 +32,7 @@ def tracked(tmp_path, base_params, monkeypatch):
 
     store = f"sqlite:///{tmp_path}/mlruns.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    p = copy.deepcopy(base_params)
-    p["data"] = {"name": "small", "format": "csv", "path": str(FIXTURES / "tickets_small.csv"),
-                 "mapping": {"id": "id", "created_at": "created_at", "subject": "subject", "body": "body",
-                             "tags": "tags"}}
-    p["paths"] = {k: str(tmp_path / "artifacts" / k) for k in ("ingest", "clean", "split", "train", "evaluate", "promote")}
-    p["paths"].update({"heldout": str(tmp_path / "eval" / "heldout.jsonl"), "feedback": str(tmp_path / "feedback")})
-    p["split"]["heldout_size"] = 6
-    p["thresholds"]["tune"] = False
-    p["sweep"] = {"name": "ui", "candidates": [{"model": "tfidf_logreg"}, {"model": "tfidf_logreg", "C": 0.5}]}
-    p["tracking"] = {"experiment": "ticket-triage-ui"}
+    p = small_pipeline_params(base_params, tmp_path, experiment="ticket-triage-ui", sweep="ui")
     m = tmp_path / "m"
     run_ingest(p, metrics_path=m / "i.json")
     run_clean(p, metrics_path=m / "c.json", progress=False)
@@ -68,31 +52,11 @@ def tracked(tmp_path, base_params, monkeypatch):
 
 @pytest.fixture
 def mlflow_ui(tracked, tmp_path):
-    port = free_port()
-    log = open(tmp_path / "mlflow-ui.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracked["store"],
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")})
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_mlflow_server(tracked["store"], tmp_path / "mlflow-ui.log")
     try:
-        import httpx
-
-        deadline = time.time() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("mlflow server did not come up:\n" + (tmp_path / "mlflow-ui.log").read_text()[-3000:])
-            time.sleep(0.5)
         yield url
     finally:
         stop_process_group(proc)
-        log.close()
 
 
 def _shots(tmp_path: Path) -> Path:

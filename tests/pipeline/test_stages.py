@@ -4,31 +4,20 @@ ingest -> clean -> split -> train (a 2-candidate sweep tracked in a temporary ML
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import ROOT
+from helpers import small_pipeline_params
 
 
 @pytest.fixture
 def params(tmp_path, base_params, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns.db")
-    p = copy.deepcopy(base_params)
-    p["data"] = {"name": "small", "format": "csv", "path": str(FIXTURES / "tickets_small.csv"),
-                 "mapping": {"id": "id", "created_at": "created_at", "subject": "subject", "body": "body",
-                             "tags": "tags"}}
-    p["paths"] = {k: str(tmp_path / "artifacts" / k) for k in ("ingest", "clean", "split", "train", "evaluate", "promote")}
-    p["paths"].update({"heldout": str(tmp_path / "eval" / "heldout.jsonl"), "feedback": str(tmp_path / "feedback")})
-    p["split"]["heldout_size"] = 6
-    p["thresholds"]["tune"] = False
-    p["sweep"] = {"name": "test", "candidates": [{"model": "tfidf_logreg"},
-                                                 {"model": "tfidf_logreg", "C": 0.5}]}
-    p["tracking"] = {"experiment": "ticket-triage-test"}
-    return p
+    return small_pipeline_params(base_params, tmp_path, experiment="ticket-triage-test", sweep="test")
 
 
 def test_data_stages_conserve_counts(params, tmp_path):

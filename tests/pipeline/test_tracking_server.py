@@ -6,45 +6,21 @@ the project's tracking helpers, and the run is read back from PostgreSQL itself.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from helpers import stop_process_group
-from postgres import free_port
+from helpers import start_mlflow_server, stop_process_group
 
 
 @pytest.mark.slow  # the server migrates a fresh database at start (~20-60 s on 2 busy cores)
 def test_runs_logged_through_an_mlflow_server_land_in_postgresql(tmp_path, postgres_server,
                                                                   monkeypatch):
-    import httpx
     import sqlalchemy as sa
 
     db_url = postgres_server.create_database("mlflow_" + os.urandom(4).hex())
-    port = free_port()
-    log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db_url,
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""})
-    uri = f"http://127.0.0.1:{port}"
+    proc, uri = start_mlflow_server(db_url, tmp_path / "mlflow-server.log",
+                                    "--artifacts-destination", str(tmp_path / "artifacts"),
+                                    env={**os.environ, "MLFLOW_TRACKING_URI": ""})
     try:
-        deadline = time.time() + 240
-        while True:
-            try:
-                if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("mlflow server did not come up:\n"
-                            + Path(tmp_path / "mlflow-server.log").read_text()[-3000:])
-            time.sleep(0.5)
-
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         import mlflow
 
@@ -75,4 +51,3 @@ def test_runs_logged_through_an_mlflow_server_land_in_postgresql(tmp_path, postg
         mlflow.set_tracking_uri(previous)  # later tests in this process use their own store
     finally:
         stop_process_group(proc)
-        log.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from ticket_triage.models.embeddings import CachedClassifier, EmbeddingStore, owner_token
 
@@ -20,15 +19,16 @@ def test_a_new_encoder_never_gets_the_embeddings_of_a_freed_one():
     old_id = id(first)
     cache.put_many(first, True, ["hello"], np.ones((1, 3), dtype=np.float32))
     del first  # freed at once (no cycle): its memory is the next Encoder's, usually
-    reused = None
+    # CPython usually gives the next Encoder the freed one's memory, so its id; whether or not
+    # it does in this run, no fresh encoder may be served the dead one's embeddings
+    seen_reuse = False
     for _ in range(1000):
         cand = Encoder()
+        assert cache.get_many(cand, True, ["hello"]) == [None]
         if id(cand) == old_id:
-            reused = cand
+            seen_reuse = True
             break
-    if reused is None:  # pragma: no cover - allocator did not reuse the slot this time
-        pytest.skip("CPython did not reuse the freed id in this run")
-    assert cache.get_many(reused, True, ["hello"]) == [None]
+    print(f"freed id reused by a new encoder in this run: {seen_reuse}")
 
 
 def test_tokens_are_stable_per_object_and_distinct_across_objects():

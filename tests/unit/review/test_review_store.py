@@ -56,6 +56,11 @@ def test_migrations_are_recorded_once(store):
         assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == len(MIGRATIONS)
 
 
+def _schema_versions(db_url: str) -> list[int]:
+    with make_engine(db_url).connect() as conn:
+        return [r[0] for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))]
+
+
 def test_replicas_starting_together_migrate_once(db_url):
     """Six stores (own engines, like replicas starting at once) open a fresh database together:
     every step applied exactly once, nobody fails."""
@@ -75,9 +80,7 @@ def test_replicas_starting_together_migrate_once(db_url):
     for t in threads:
         t.join()
     assert not errors, errors
-    with make_engine(db_url).connect() as conn:
-        versions = [r[0] for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))]
-    assert versions == [m.version for m in MIGRATIONS]
+    assert _schema_versions(db_url) == [m.version for m in MIGRATIONS]
 
 
 def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
@@ -366,19 +369,26 @@ def test_worker_processes_share_one_queue_without_duplicates(db_url):
     assert len(ReviewStore(db_url).corrections_since(0)) == 40
 
 
+def _hold_write_lock(path):
+    """Another process's connection holding the SQLite write lock (until its rollback)."""
+    import sqlite3
+
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
 def test_migrate_waits_out_a_sqlite_lock_held_past_the_busy_timeout(tmp_path):
     """Another process holds the write lock longer than this engine's busy timeout: migrate
     retries instead of failing the replica's start, and gives up with the error after its
     retry budget (the failure 1 in ~200 full runs of the test above was such a lock)."""
-    import sqlite3
     import time
 
     from ticket_triage.storage import migrate
 
     path = tmp_path / "locked.db"
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("PRAGMA journal_mode=WAL")
-    holder.execute("BEGIN EXCLUSIVE")
+    holder = _hold_write_lock(path)
     release = threading.Timer(0.6, holder.rollback)
     release.start()
     try:
@@ -387,14 +397,10 @@ def test_migrate_waits_out_a_sqlite_lock_held_past_the_busy_timeout(tmp_path):
         assert time.monotonic() - t0 >= 0.5  # it did wait for the holder, it did not skip the lock
     finally:
         release.join()
-    with make_engine(f"sqlite:///{path}").connect() as conn:
-        versions = [r[0] for r in conn.execute(sa.text("SELECT version FROM schema_version ORDER BY version"))]
-    assert versions == [m.version for m in MIGRATIONS]
+    assert _schema_versions(f"sqlite:///{path}") == [m.version for m in MIGRATIONS]
 
     other = tmp_path / "held.db"
-    holder2 = sqlite3.connect(other, isolation_level=None)
-    holder2.execute("PRAGMA journal_mode=WAL")
-    holder2.execute("BEGIN EXCLUSIVE")
+    holder2 = _hold_write_lock(other)
     try:
         with pytest.raises(sa.exc.OperationalError, match="locked"):
             migrate(make_engine(f"sqlite:///{other}", busy_timeout_ms=20), locked_retry_s=0.3)
