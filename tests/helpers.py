@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# Import these from here, never ``from conftest import ...``: tests/service has a conftest of its
+# own, and whichever conftest pytest loaded first owns the module name ``conftest``.
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED = ROOT.parent / "shared" / "datasets"
+
 
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (children, grandchildren, ...), read from /proc. BentoML's
@@ -91,7 +99,7 @@ def shared_dataset(*parts: str):
 
     import pytest
 
-    path = Path(__file__).resolve().parents[2] / "shared" / "datasets" / Path(*parts)
+    path = SHARED / Path(*parts)
     if not path.exists():
         if os.environ.get("CI"):
             pytest.fail(f"shared dataset not present: {path} (CI lays ../shared beside the clone)")
@@ -173,7 +181,6 @@ def small_pipeline_params(base_params: dict, tmp_path, *, experiment: str, sweep
     experiment ``experiment``. For tests that run the stages' own functions end to end."""
     import copy
 
-    from conftest import FIXTURES
 
     p = copy.deepcopy(base_params)
     p["data"] = {"name": "small", "format": "csv", "path": str(FIXTURES / "tickets_small.csv"),

@@ -4,7 +4,7 @@ from ticket_triage.data import clean_tickets, iter_jsonl, split_tickets
 from ticket_triage.schema import Ticket
 from ticket_triage.taxonomy import load_taxonomy
 
-from conftest import ROOT
+from helpers import ROOT
 
 TAX = load_taxonomy(ROOT / "conf" / "taxonomy" / "banking77.yaml")
 

@@ -5,7 +5,7 @@ import yaml
 
 from ticket_triage.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy
 
-from conftest import ROOT
+from helpers import ROOT
 
 DEMO = ROOT / "conf" / "taxonomy" / "banking77.yaml"
 
