@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-topic-model", action="store_true", help="skip the model trained directly on topics")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    import logging
+
+    # the library's progress lines and training curves are INFO log records when stderr is not a terminal
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for f in ("train.csv", "test.csv"):
         if not (args.data / f).is_file():
             raise SystemExit(f"{args.data / f} not found: pass --data pointing at the BANKING77 folder")

@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-rounds", type=int, default=5)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "finetune.json"))
     args = ap.parse_args(argv)
+    import logging
+
+    # the library's progress lines and training curves are INFO log records when stderr is not a terminal
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT / "src"))
 

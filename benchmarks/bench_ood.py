@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="hyperparameter of the --finetune family (repeatable)")
     args = ap.parse_args(argv)
+    import logging
+
+    # the library's progress lines and training curves are INFO log records when stderr is not a terminal
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from sklearn.linear_model import LogisticRegression

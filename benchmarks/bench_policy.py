@@ -103,7 +103,7 @@ def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=No
     if getattr(clf, "uses_validation", False):  # fine-tuned families stop early on the validation split
         kw["validation"] = ([r["text"] for r in val_rows], [r["label_fine"] if level == "tag" else r["topic"]
                                                              for r in val_rows])
-    clf.fit([r["text"] for r in train_rows], labels, progress=False, **kw)
+    clf.fit([r["text"] for r in train_rows], labels, progress=True, **kw)
     fit_s = time.perf_counter() - t0
     return build_bundle(clf, train_rows, val_rows, params, out, label_level=level,
                         model_version=f"bench-{family}-{level}", oos_texts=oos_texts), fit_s
@@ -185,6 +185,10 @@ def main() -> int:
                     help="keep the BANKING77 bundle in DIR (e.g. for benchmarks/bench_decide.py --bundle DIR)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy.json"))
     args = ap.parse_args()
+    import logging
+
+    # the library's progress lines and training curves are INFO log records when stderr is not a terminal
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     sys.path.insert(0, str(ROOT / "src"))
     from ticket_triage.config import compose  # noqa: F401 - imports Hydra lazily

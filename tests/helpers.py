@@ -181,7 +181,6 @@ def small_pipeline_params(base_params: dict, tmp_path, *, experiment: str, sweep
     experiment ``experiment``. For tests that run the stages' own functions end to end."""
     import copy
 
-
     p = copy.deepcopy(base_params)
     p["data"] = {"name": "small", "format": "csv", "path": str(FIXTURES / "tickets_small.csv"),
                  "mapping": {"id": "id", "created_at": "created_at", "subject": "subject", "body": "body",

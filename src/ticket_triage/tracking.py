@@ -217,6 +217,23 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(clean, step=step)
 
 
+def log_training_curve(info: Mapping[str, Any]) -> None:
+    """A fine-tuned family's ``train_info`` on the active run: the validation macro-F1 curve as
+    the step-indexed metric ``finetune/val_macro_f1`` (a chart in the MLflow UI), the steps run,
+    planned and kept (``finetune/steps``, ``finetune/planned_steps``, ``finetune/best_step``),
+    the seconds, and why training stopped (tag ``finetune_stopped``: completed, max_steps,
+    early_stopping or budget). Families without a curve log nothing."""
+    import mlflow
+
+    for step, score, _secs in info.get("history") or []:
+        mlflow.log_metric("finetune/val_macro_f1", float(score), step=int(step))
+    log_metrics({f"finetune/{k}": info[k] for k in ("steps", "planned_steps", "best_step", "seconds",
+                                                     "best_val_macro_f1", "max_length")
+                 if info.get(k) is not None})
+    if info.get("stopped"):
+        mlflow.set_tag("finetune_stopped", str(info["stopped"]))
+
+
 def set_tag(key: str, value: Any, *, run_id: str | None = None) -> None:
     """Tag the active run (or ``run_id``)."""
     import mlflow

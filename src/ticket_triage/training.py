@@ -216,6 +216,9 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
                                          name=f"{data_name}-validation")
                     bundle, metrics, detail = train_candidate(cand, params, train_rows, val_rows, cdir, progress=progress)
                     tracking.log_metrics(metrics)
+                    info_file = Path(bundle) / "classifier" / "train_info.json"  # fine-tuned families
+                    if info_file.is_file():
+                        tracking.log_training_curve(json.loads(info_file.read_text()))
                     plot_dir = cdir.parent / f"{cand.name}-plots"
                     write_plots(detail, sorted({r_["topic"] for r_ in train_rows}), plot_dir, "val")
                     (plot_dir / "val_per_label.json").write_text(json.dumps(detail["per_label"], indent=2))

@@ -127,6 +127,25 @@ def test_transformer_fits_roundtrips_and_is_deterministic(data, tmp_path):
     assert np.allclose(again.predict_proba(texts[:8]), p[:8], atol=1e-6)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family, line", [("setfit", "setfit contrastive: "), ("transformer", "fine-tuning: ")])
+def test_fine_tuning_logs_progress_off_a_terminal(family, line, data, caplog, monkeypatch):
+    """In a log (dvc repro > train.log, CI) fine-tuning writes periodic progress lines: SetFit's
+    own bar only draws on a terminal, so a silent contrastive phase would hide minutes of work."""
+    import logging
+    import sys
+
+    texts, labels = data
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.setenv("TRIAGE_PROGRESS_SECONDS", "0")
+    caplog.set_level(logging.INFO, logger="ticket_triage")
+    clf = build_classifier(family, **FAST[family]).fit(texts, labels, progress=True)
+    lines = [m for m in caplog.messages if m.startswith(line)]
+    steps = clf.train_info["steps"]
+    assert steps >= 2 and len(lines) >= 2, caplog.messages
+    assert lines[-1].endswith("(done)") and f"{steps}/" in lines[-1]
+
+
 # --------------------------------------------------------------------------------------------
 # fine-tuned encoder families: ONNX serving, budget stop, early stopping (ticket_triage.models.finetune)
 @pytest.mark.slow

@@ -37,6 +37,7 @@ from ticket_triage.models.base import (
     check_training_data,
     load_sklearn,
     merged_params,
+    progress_bar,
     progress_enabled,
     save_sklearn,
 )
@@ -169,6 +170,8 @@ class SetFitClassifier(Classifier):
                                 "eval_steps": eval_steps, "train_examples": n, "val_examples": len(vx),
                                 "stopped": "completed"}
         clf = self
+        # on a terminal setfit draws its own tqdm bar; in a log, periodic progress lines stand in for it
+        logbar = progress_bar(total=total, desc="setfit contrastive", unit="step", progress=progress and not show)
 
         def evaluate(step: int) -> None:
             if not vx:
@@ -187,6 +190,7 @@ class SetFitClassifier(Classifier):
         class Guard(TrainerCallback):
             def on_step_end(self, args, state, control, model=None, **kw):  # noqa: D401 - HF API
                 step = int(state.global_step)
+                logbar.update(step - logbar.n)
                 if budget.expired():
                     info["stopped"] = "budget"
                     evaluate(step)
@@ -223,8 +227,11 @@ class SetFitClassifier(Classifier):
             if str(p["device"]) == "cpu":
                 st.args.dataloader_pin_memory = False
             trainer.train_embeddings(tx, ty, args=args)
+        logbar.close()
         stopper.restore(body)
         body.eval()
+        if info["stopped"] == "completed" and int(p["max_steps"]) > 0:
+            info["stopped"] = "max_steps"  # as the transformer family says it
         info.update({"seconds": round(budget.elapsed_s, 1), "best_step": stopper.best_step,
                      "best_val_macro_f1": None if stopper.best_state is None else round(stopper.best, 4),
                      "history": stopper.history})
