@@ -125,29 +125,27 @@ def main(argv: list[str] | None = None) -> int:
     for repo in args.repos.split(","):
         xtr, ytr, xte, yte = load_repo(repo)
         print(f"[{repo}] {len(xtr)} train / {len(xte)} test issues", flush=True)
+        def baseline(name: str, family: str, hp: dict):
+            """Fit a non-fine-tuned family on the repository, record its test scores, return it."""
+            t0 = time.perf_counter()
+            clf = build_classifier(family, **hp).fit(xtr, ytr, progress=False)
+            pred = clf.predict(xte)
+            result["runs"].append({"repo": repo, "family": name, "seed": 42,
+                                   "macro_f1": round(f1_score(yte, pred, average="macro"), 4),
+                                   "accuracy": round(accuracy_score(yte, pred), 4),
+                                   "train_seconds": round(time.perf_counter() - t0, 1)})
+            print(f"[{repo}] {name} macro-F1 {result['runs'][-1]['macro_f1']:.4f}", flush=True)
+            return clf
+
         tfidf = None
         if args.with_tfidf:
             from ticket_triage.config import compose
 
             thp = {k: v for k, v in compose(["model=tfidf_logreg"], root=ROOT)["model"].items() if k != "family"}
-            t0 = time.perf_counter()
-            tfidf = build_classifier("tfidf_logreg", **thp).fit(xtr, ytr, progress=False)
-            pred = tfidf.predict(xte)
-            result["runs"].append({"repo": repo, "family": "tfidf_logreg", "seed": 42,
-                                   "macro_f1": round(f1_score(yte, pred, average="macro"), 4),
-                                   "accuracy": round(accuracy_score(yte, pred), 4),
-                                   "train_seconds": round(time.perf_counter() - t0, 1)})
-            print(f"[{repo}] tfidf_logreg macro-F1 {result['runs'][-1]['macro_f1']:.4f}", flush=True)
+            tfidf = baseline("tfidf_logreg", "tfidf_logreg", thp)
         if not args.no_baseline:
-            t0 = time.perf_counter()
-            base = build_classifier("embed_logreg", encoder=args.encoder, backend=args.backend, C=20.0,
-                                    class_weight="balanced").fit(xtr, ytr, progress=False)
-            pred = base.predict(xte)
-            result["runs"].append({"repo": repo, "family": "embed_logreg (frozen)", "seed": 42,
-                                   "macro_f1": round(f1_score(yte, pred, average="macro"), 4),
-                                   "accuracy": round(accuracy_score(yte, pred), 4),
-                                   "train_seconds": round(time.perf_counter() - t0, 1)})
-            print(f"[{repo}] frozen embed_logreg macro-F1 {result['runs'][-1]['macro_f1']:.4f}", flush=True)
+            baseline("embed_logreg (frozen)", "embed_logreg",
+                     {"encoder": args.encoder, "backend": args.backend, "C": 20.0, "class_weight": "balanced"})
         for fam in args.families.split(","):
             for seed in seeds:
                 hp = {"seed": seed, "device": args.device, "backend": args.backend,
