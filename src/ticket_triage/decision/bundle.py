@@ -179,10 +179,14 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     (out / "threshold_report.json").write_text(json.dumps(
         thresholds.report(tune_conf, tune_pred, tune_y), indent=2, default=str))
     if residual is not None:
-        full = tune_thresholds(tune_conf[residual], tune_pred[residual], tune_y[residual], topics, th_cfg)
+        # certified together with the first stage: the pooled bound is on the union of its exits
+        # and the residual tickets this stage auto-routes (decision.cascade)
+        full = tune_thresholds(tune_conf[residual], tune_pred[residual], tune_y[residual], topics, th_cfg,
+                               routed_before=(cfit.exit_n, cfit.exit_correct))
         full.info.update(cf.info)
         full.info["reserved_review"] = reserved_info
-        full.info["tuned_on"] = "cascade residual (tickets the first stage does not decide)"
+        full.info["tuned_on"] = ("cascade residual (tickets the first stage does not decide), certified "
+                                 "with the first stage's exits")
         cfit.stage.full_thresholds = full
         cfit.stage.save(out)
     _fit_side_models(train_rows, cfg, out)

@@ -33,6 +33,13 @@ Clopper-Pearson lower bound LB(x, n) of precision at ``confidence``:
 
 Labels that cannot meet any of this get ``auto_route = None`` (never auto-route).
 
+``routed_before=(n, correct)``: tickets of the same tuning population that an earlier stage
+already auto-routes (the cascade's first stage, :mod:`ticket_triage.decision.cascade`) and
+that are not among ``conf``. The pooled bound is then checked on the union,
+LB(correct + x, n + n_t) >= target, so the guarantee holds for everything auto-routed and the
+earlier stage's margin above the target is not wasted. The per-label criteria (strict and not
+contradicted) stay on this stage's own tickets.
+
 Review threshold: the review band may hold at most ``review_capacity / tickets_per_day``
 (minus ``reserved_review_share``, the share the caller expects out-of-scope and pinned tickets
 to take; ``build_bundle`` measures it on validation when the config says ``auto``, which
@@ -263,14 +270,19 @@ class _LabelCurve:
 
 
 def tune_thresholds(conf: np.ndarray, pred_idx: np.ndarray, y_idx: np.ndarray,
-                    labels: Sequence[str], cfg: Mapping[str, Any] | None = None) -> Thresholds:
+                    labels: Sequence[str], cfg: Mapping[str, Any] | None = None, *,
+                    routed_before: tuple[int, int] | None = None) -> Thresholds:
     """Tune per-label thresholds on validation tickets (see the module docstring).
 
     conf: (n,) calibrated top probability; pred_idx: (n,) predicted label index; y_idx: (n,)
     true label index (-1 or any index outside ``labels`` = a ticket whose true label the
-    model does not know, always counted as an error).
+    model does not know, always counted as an error). ``routed_before``: (n, correct) of an
+    earlier stage's auto-routed tuning tickets, certified together with this stage's.
     """
     c = _cfg(cfg)
+    n0, x0 = (int(routed_before[0]), int(routed_before[1])) if routed_before else (0, 0)
+    if not 0 <= x0 <= n0:
+        raise ValueError(f"routed_before must be (n, correct) with 0 <= correct <= n, got {routed_before}")
     labels = list(labels)
     pinned = {k: v for k, v in c["pinned"].items()}
     if not c["tune"]:
@@ -311,7 +323,7 @@ def tune_thresholds(conf: np.ndarray, pred_idx: np.ndarray, y_idx: np.ndarray,
             thr = np.array([np.inf if assign[lab] is None else assign[lab] for lab in labels])
             thr[pinned_mask] = np.inf
             routed = conf >= thr[pred_idx]
-            n, x = int(routed.sum()), int((routed & ok).sum())
+            n, x = int(routed.sum()) + n0, int((routed & ok).sum()) + x0
             lb = float(cp_lower(x, n, lvl)) if n else 0.0
             if n >= ms and lb >= target:
                 pooled_t, pooled_lb = float(t), lb
@@ -335,6 +347,8 @@ def tune_thresholds(conf: np.ndarray, pred_idx: np.ndarray, y_idx: np.ndarray,
             "min_support": ms, "pooled_threshold": pooled_t, "pooled_precision_lower": pooled_lb,
             "review_budget_share": budget, "review_cut": r, "how": how,
             "n_validation": int(len(conf))}
+    if routed_before:
+        info["routed_before"] = {"n": n0, "correct": x0}
     return Thresholds(labels, auto, review, pinned, info)
 
 

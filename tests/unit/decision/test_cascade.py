@@ -66,6 +66,21 @@ def test_exit_thresholds_are_certified(bundles, small_rows):
     assert float(cp_lower(correct, len(cheap), 0.8)) > 0.5
 
 
+def test_full_stage_is_certified_with_the_exits(bundles, small_rows):
+    # the full stage's pooled bound is the union's: the first stage's exits on the tuning
+    # tickets (validation + out of fold) plus the residual tickets the full stage routes
+    on, _ = bundles
+    stage = CheapStage.load(on)
+    info = stage.full_thresholds.info
+    before = info["routed_before"]
+    assert 0 < before["correct"] <= before["n"]
+    # every tuning ticket that exits: here validation = train, so n = 2 x the exits on small_rows
+    # minus nothing (no known out-of-scope set)
+    assert before["n"] <= stage.info["n_exit_tuning"]
+    if info["pooled_precision_lower"] is not None:
+        assert info["pooled_precision_lower"] >= 0.75
+
+
 def test_full_stage_decides_as_the_plain_model_with_residual_thresholds(bundles, small_rows):
     on, _ = bundles
     tri = Triage.load(on)

@@ -118,3 +118,32 @@ def test_clopper_pearson_known_values() -> None:
     assert cp_lower(300, 300, 0.95) == pytest.approx(0.05 ** (1 / 300), rel=1e-9)
     assert cp_lower(0, 10, 0.95) == 0.0 and cp_upper(10, 10, 0.95) == 1.0
     assert cp_upper(0, 10, 0.95) == pytest.approx(1 - 0.05 ** (1 / 10), rel=1e-9)
+
+
+def test_routed_before_certifies_the_union() -> None:
+    # a residual 98.5% right at every confidence (1 error in 67): its own data does not
+    # contradict 0.99, but no pooled threshold reaches a 0.99 lower bound on it alone; joined
+    # with 5,000 tickets an earlier stage routed with 1 error, the union does, and the bound
+    # reported is the union's
+    rng = np.random.default_rng(2)
+    conf = np.sort(rng.uniform(0.5, 1.0, 600))
+    pred = np.zeros(600, int)
+    y = np.where(np.arange(600) % 67 == 33, 1, 0)
+    cfg = {**CFG, "strategy": "pooled", "min_support": 10}
+    alone = tune_thresholds(conf, pred, y, ["a", "b"], cfg)
+    assert alone.auto_route["a"] is None and alone.info["pooled_threshold"] is None
+    union = tune_thresholds(conf, pred, y, ["a", "b"], cfg, routed_before=(5000, 4999))
+    t = union.auto_route["a"]
+    assert t is not None and union.info["routed_before"] == {"n": 5000, "correct": 4999}
+    routed = conf >= t
+    n, x = 5000 + int(routed.sum()), 4999 + int((routed & (y == 0)).sum())
+    assert float(cp_lower(x, n, 0.95)) >= 0.99
+    assert union.info["pooled_precision_lower"] == pytest.approx(float(cp_lower(x, n, 0.95)))
+    # an earlier stage with many errors uses the margin up: the union fails where the residual
+    # alone would pass
+    clean = np.zeros(600, int)
+    assert tune_thresholds(conf, pred, clean, ["a", "b"], cfg).auto_route["a"] is not None
+    worse = tune_thresholds(conf, pred, clean, ["a", "b"], cfg, routed_before=(1000, 900))
+    assert worse.auto_route["a"] is None
+    with pytest.raises(ValueError, match="routed_before"):
+        tune_thresholds(conf, pred, y, ["a", "b"], cfg, routed_before=(10, 11))
