@@ -30,8 +30,11 @@ tickets it auto-routes (``tune_thresholds(..., routed_before=(n_exit, correct_ex
 the guarantee holds for everything auto-routed. Certifying each set on its own at >= p
 also bounds the union (correct_1 + correct_2 >= p*n_1 + p*n_2), but it wastes the first
 stage's margin above p: the residual is the harder part, and on BANKING77 topics the full
-stage then auto-routed its share at 99.7%, 2.3 points of coverage below the plain model. ``policy.json`` keeps the thresholds tuned on all
-tickets, so a bundle loaded with the cascade off decides exactly as one built without it.
+stage then auto-routed its share at 99.7%, 2.3 points of coverage below the plain model.
+``policy.json`` keeps the thresholds tuned on all tickets, so a bundle loaded with the cascade
+off decides exactly as one built without it; so does a bundle loaded with an LLM fallback
+that covers the auto-route band (no ticket may exit then, and the residual thresholds hold
+only together with the exits).
 """
 
 from __future__ import annotations

@@ -157,6 +157,12 @@ class Triage:
         self.clean_config = CleanConfig.from_dict(clean_cfg)  # the bundle's clean.json
         self.calibrator = Calibrator.from_dict(policy.calibrator)
         self.thresholds = Thresholds.from_dict(policy.thresholds)
+        if cascade is not None and llm is not None and "auto_route" in getattr(llm, "bands", ()):
+            # the LLM fallback reviews the auto-route band, so no ticket may exit at the first
+            # stage; the full stage's residual thresholds are certified only together with the
+            # exits, so every ticket takes the thresholds tuned on all tickets (cascade off)
+            log.info("cascade off: the LLM fallback covers the auto_route band")
+            cascade = None
         self.cascade = cascade  # decision.cascade.CheapStage or None
         if cascade is not None:
             self.thresholds = cascade.full_thresholds  # tuned on what reaches the full stage

@@ -74,9 +74,9 @@ def test_full_stage_is_certified_with_the_exits(bundles, small_rows):
     info = stage.full_thresholds.info
     before = info["routed_before"]
     assert 0 < before["correct"] <= before["n"]
-    # every tuning ticket that exits: here validation = train, so n = 2 x the exits on small_rows
-    # minus nothing (no known out-of-scope set)
+    # the exits are a subset of the first stage's own tuning tickets (validation + out of fold)
     assert before["n"] <= stage.info["n_exit_tuning"]
+    assert "certified with the first stage's exits" in info["tuned_on"]
     if info["pooled_precision_lower"] is not None:
         assert info["pooled_precision_lower"] >= 0.75
 
@@ -158,3 +158,23 @@ def test_nearest_on_demand(tiny_bundle, small_rows):
     near = tri.nearest(_tickets(small_rows[:2]))
     assert len(near) == 2  # TF-IDF bundles have no neighbour index: [] per ticket
     assert all(n == [] for n in near)
+
+
+def test_llm_on_the_auto_route_band_turns_the_cascade_off(bundles):
+    # no ticket may exit when the LLM reviews the auto-route band, and the full stage's
+    # residual thresholds hold only together with the exits: every ticket then takes the
+    # thresholds tuned on all tickets, as with the cascade off
+    on, _ = bundles
+
+    class AutoRouteLLM:  # only what Triage reads at construction: the bands the fallback covers
+        bands = ("auto_route", "draft")
+
+    class DraftLLM:
+        bands = ("draft",)
+
+    off = Triage.load(on, cascade=False)
+    tri = Triage.load(on, llm=AutoRouteLLM())
+    assert tri.cascade is None and tri.thresholds.to_dict() == off.thresholds.to_dict()
+    kept = Triage.load(on, llm=DraftLLM())
+    assert kept.cascade is not None
+    assert kept.thresholds.to_dict() == kept.cascade.full_thresholds.to_dict() != off.thresholds.to_dict()
