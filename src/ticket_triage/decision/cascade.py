@@ -313,9 +313,7 @@ def cheap_decisions(triage: Any, tickets: Sequence[Any], texts: Sequence[str],
     from ticket_triage.schema import Decision
     from ticket_triage.text.language import detect_language
 
-    stage: CheapStage = triage.cascade
-    if triage.llm is not None and "auto_route" in getattr(triage.llm, "bands", ()):
-        return {}
+    stage: CheapStage = triage.cascade  # never set with an LLM on the auto-route band (Triage.__init__)
     cand = [i for i, x in enumerate(texts) if x.strip()]
     if not cand:
         return {}
