@@ -61,9 +61,15 @@ def _features_and_head(classifier: Any):
 
 
 def _row_normalise(x):
-    from sklearn.preprocessing import normalize
-
-    return normalize(x, norm="l2", axis=1, copy=True)
+    """A copy of the sparse rows ``x`` scaled to unit l2 norm (all-zero rows stay zero);
+    sklearn's ``normalize`` without its per-call validation (~0.3 ms, most of a one-ticket call)."""
+    x = x.tocsr(copy=True)
+    lengths = np.diff(x.indptr)
+    sq = np.bincount(np.repeat(np.arange(x.shape[0]), lengths), weights=x.data.astype(np.float64) ** 2,
+                     minlength=x.shape[0])
+    norms = np.sqrt(sq)
+    x.data = (x.data / np.repeat(np.where(norms > 0, norms, 1.0), lengths)).astype(x.dtype, copy=False)
+    return x
 
 
 def label_centroids(x, labels: Sequence[str], order: Sequence[str], keep: int):
@@ -110,16 +116,29 @@ class CheapStage:
         from ticket_triage.decision.triage import aggregate_to_topics
 
         feats, head = _features_and_head(self.classifier)
-        x = feats.transform(list(texts))
-        raw = head.predict_proba(x)
+        lean = self.classifier.lean() if hasattr(self.classifier, "lean") else None
+        if lean is not None:
+            x = lean.transform(list(texts))
+            raw = lean.proba_from_features(x)
+        else:
+            x = feats.transform(list(texts))
+            raw = head.predict_proba(x)
         labels = [str(c) for c in head.classes_]
         if self.fine_to_coarse:
             raw = aggregate_to_topics(raw, labels, self.fine_to_coarse, self.topics)
         else:
             raw = raw[:, [labels.index(t) for t in self.topics]]
-        sims = _row_normalise(x) @ self.centroids.T
-        ood = 1.0 - np.asarray(sims.max(axis=1).todense()).ravel()
+        sims = _row_normalise(x) @ self._centroids_by_column()
+        ood = 1.0 - sims.toarray().max(axis=1, initial=0.0)  # (n, labels): small, dense is cheaper
         return self.calibrator.transform(raw), ood
+
+    def _centroids_by_column(self):
+        """``centroids.T`` as CSR, built once: a CSR times the CSC view ``centroids.T`` converts
+        the centroids on every call (~0.8 ms a batch, most of a one-ticket decision)."""
+        ct = self.__dict__.get("_centroids_t")
+        if ct is None or ct.shape[::-1] != self.centroids.shape:
+            ct = self.__dict__["_centroids_t"] = self.centroids.T.tocsr()
+        return ct
 
     def exits(self, probs: np.ndarray, ood: np.ndarray, eligible: np.ndarray,
               cold_start: Sequence[str] = ()) -> np.ndarray:

@@ -92,7 +92,10 @@ class UrgencyModel:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if self.pipeline is None:
             raise RuntimeError("UrgencyModel is not fitted: call fit(texts, labels) or load(path)")
-        return self.pipeline.predict_proba(list(texts))
+        from ticket_triage.models.lean_sparse import cached_lean
+
+        lean = cached_lean(self, self.pipeline)  # same probabilities without sklearn's per-call overhead
+        return lean.predict_proba(list(texts)) if lean is not None else self.pipeline.predict_proba(list(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str | None]:
         """P-level per text, or None where the model's confidence is below ``min_confidence``."""

@@ -178,3 +178,22 @@ def test_llm_on_the_auto_route_band_turns_the_cascade_off(bundles):
     kept = Triage.load(on, llm=DraftLLM())
     assert kept.cascade is not None
     assert kept.thresholds.to_dict() == kept.cascade.full_thresholds.to_dict() != off.thresholds.to_dict()
+
+
+def test_row_normalise_matches_sklearn_and_keeps_empty_rows_zero():
+    from scipy import sparse
+    from sklearn.preprocessing import normalize
+
+    from ticket_triage.decision.cascade import _row_normalise
+
+    x = sparse.random(40, 200, density=0.05, format="lil", random_state=0)
+    x[5] = 0
+    x[0] = 0
+    x = x.tocsr()
+    before = x.toarray().copy()
+    got = _row_normalise(x)
+    np.testing.assert_allclose(got.toarray(), normalize(x).toarray(), rtol=1e-12, atol=1e-15)
+    assert got.getrow(5).nnz == 0
+    np.testing.assert_array_equal(x.toarray(), before)  # a copy: the caller's matrix is untouched
+    y = x.astype(np.float32)
+    assert _row_normalise(y).dtype == np.float32
