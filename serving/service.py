@@ -12,6 +12,10 @@ the helpdesk webhooks at /webhooks/<provider>; review-band decisions feed the re
 Access (``ticket_triage.service.guard``): API key from ``$TRIAGE_API_KEYS`` (without one, loopback
 clients only), JSON bodies only (415), review items per caller and minute capped (429).
 
+Speed: BentoML's per-request access log is off unless ``TRIAGE_ACCESS_LOG=1``; numpy's BLAS pools
+are capped at ``TRIAGE_BLAS_THREADS`` (default 1) threads, whose idle workers otherwise spin
+between requests (``ticket_triage.models.base.limit_blas_threads``).
+
 Bundle: env ``TRIAGE_BUNDLE``, else the Bento model the Bento was built with (env ``TRIAGE_BENTO_MODEL``,
 set by the package stage; ``ticket-triage:latest`` outside a built Bento), else the MLflow
 alias ``champion`` (see ``ticket_triage.bundles.resolve_bundle``). LLM fallback:
@@ -21,6 +25,7 @@ alias ``champion`` (see ``ticket_triage.bundles.resolve_bundle``). LLM fallback:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime
 from http import HTTPStatus
@@ -136,6 +141,9 @@ def _bento_model_path() -> str:
     threads=8,  # sync APIs run in a pool of this size; LLM calls wait on I/O
     workers=1,
     resources={"cpu": "1"},
+    # BentoML's access log writes a line per request through `logging`: ~10% of the server's CPU
+    # at 8 clients (benchmarks/README.md). Off unless TRIAGE_ACCESS_LOG=1; /metrics counts requests.
+    logging={"access": {"enabled": os.environ.get("TRIAGE_ACCESS_LOG", "0").strip().lower() in ("1", "true", "yes")}},
 )
 class TicketTriage:
     """Support-ticket triage: rules, calibrated classifier, two thresholds, LLM fallback."""
@@ -143,15 +151,19 @@ class TicketTriage:
     def __init__(self, bundle_dir: str | None = None) -> None:
         from ticket_triage.decision.triage import Triage
         from ticket_triage.decision.llm import LLMFallback, serving_llm_config
+        from ticket_triage.models.base import limit_blas_threads
         from ticket_triage.taxonomy import load_taxonomy
 
+        limit_blas_threads()  # idle OpenBLAS workers spin between requests (TRIAGE_BLAS_THREADS)
         env = None if bundle_dir is None else {"TRIAGE_BUNDLE": str(bundle_dir)}
         bundle, where = resolve_bundle(env=env, bento_model_path=_bento_model_path, bento_root=BENTO_ROOT)
         llm_cfg = serving_llm_config()
         self.llm = LLMFallback(llm_cfg, load_taxonomy(bundle / "taxonomy.yaml")) if llm_cfg.enabled else None
         self.triage = Triage.load(bundle, llm=self.llm)
-        # concurrent /classify calls share one batched decide (one encoder pass)
-        self.batcher = MicroBatcher(self.triage.decide, max_batch=64, max_wait_s=0.002)
+        # concurrent /classify calls share one batched decide (one encoder pass). No waiting for
+        # company (max_wait_s=0): a lone request goes at once (c=1 p50 6.5 -> 3.0 ms); under load the
+        # requests that arrive while a batch is decided form the next one.
+        self.batcher = MicroBatcher(self.triage.decide, max_batch=64, max_wait_s=0.0)
         self.bundle, self.bundle_source = bundle, where
         self.metrics = get_metrics()
         review_cfg = deploy_params().get("review") or {}

@@ -143,3 +143,33 @@ def test_llm_fallback_wired_through(env, fake_llm, tmp_path, write_llm_config, l
                  "triage_decide_seconds"):
         assert name in text
     assert 'triage_llm_calls_total{outcome="request"}' in text
+
+
+def test_access_log_is_off_unless_asked_for(monkeypatch):
+    """BentoML's per-request access log costs ~10% of the server's CPU; TRIAGE_ACCESS_LOG=1 turns it on."""
+    import importlib
+
+    import serving.service as mod
+
+    assert mod.TicketTriage.config["logging"]["access"]["enabled"] is False
+    monkeypatch.setenv("TRIAGE_ACCESS_LOG", "1")
+    try:
+        assert importlib.reload(mod).TicketTriage.config["logging"]["access"]["enabled"] is True
+    finally:
+        monkeypatch.delenv("TRIAGE_ACCESS_LOG")
+        importlib.reload(mod)
+
+
+def test_service_caps_blas_threads(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not any(p["user_api"] == "blas" for p in threadpool_info()):
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    before = {p["user_api"]: p["num_threads"] for p in threadpool_info()}
+    threadpool_limits(limits=2, user_api="blas")
+    monkeypatch.delenv("TRIAGE_BLAS_THREADS", raising=False)
+    try:
+        make_service()
+        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
+    finally:
+        threadpool_limits(limits=before.get("blas", 1), user_api="blas")

@@ -271,6 +271,29 @@ def check_training_data(texts: Sequence[str], labels: Sequence[str], min_per_lab
             "Label more tickets for them, merge them in the taxonomy, or lower train.min_examples_per_label")
 
 
+def limit_blas_threads(env: "os._Environ[str] | dict[str, str] | None" = None) -> int:
+    """Cap the BLAS thread pools (OpenBLAS in numpy / scipy) of this process, for a server.
+
+    A decision multiplies small matrices (a 384 x labels head, a few thousand neighbours); BLAS
+    threads do not speed those up, but OpenBLAS workers spin after every call waiting for the
+    next one. Measured in the service (BANKING77, 8 clients, 2 cores): the spinning worker took
+    more CPU than the event loop, and capping it at one thread took the server from 4.4 to
+    2.2 ms of CPU per request (benchmarks/README.md). ``TRIAGE_BLAS_THREADS`` (default 1) sets
+    the cap; ``0`` leaves the pools alone. Returns the cap applied (0: none)."""
+    raw = (os.environ if env is None else env).get("TRIAGE_BLAS_THREADS", "1").strip() or "1"
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"TRIAGE_BLAS_THREADS={raw!r}: give a whole number of threads (0 leaves BLAS alone)") from None
+    if n < 0:
+        raise ValueError(f"TRIAGE_BLAS_THREADS={n}: give 0 (leave BLAS alone) or a positive number of threads")
+    if n:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n, user_api="blas")  # process-wide, not a context: it stays
+    return n
+
+
 def encoder_threads() -> int:
     """Threads for an encoder: TRIAGE_TORCH_THREADS when set, else the CPUs this process may
     use (affinity aware), never more than those."""
