@@ -181,12 +181,19 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     if residual is not None:
         # certified together with the first stage: the pooled bound is on the union of its exits
         # and the residual tickets this stage auto-routes (decision.cascade)
+        from ticket_triage.decision.cascade import choose_full_thresholds
+
+        exits = (cfit.exit_n, cfit.exit_correct)
         full = tune_thresholds(tune_conf[residual], tune_pred[residual], tune_y[residual], topics, th_cfg,
-                               routed_before=(cfit.exit_n, cfit.exit_correct))
+                               routed_before=exits)
         full.info.update(cf.info)
         full.info["reserved_review"] = reserved_info
-        full.info["tuned_on"] = ("cascade residual (tickets the first stage does not decide), certified "
-                                 "with the first stage's exits")
+        # or the thresholds tuned on all tickets, when they route more of the residual and the
+        # union stays certified (decision.cascade.choose_full_thresholds)
+        full = choose_full_thresholds(full, thresholds, tune_conf[residual], tune_pred[residual],
+                                      tune_y[residual], topics, exits, th_cfg)
+        log.info("bundle: cascade full stage takes the thresholds tuned on %s",
+                 full.info["full_stage_candidates"]["chosen"].replace("_", " "))
         cfit.stage.full_thresholds = full
         cfit.stage.save(out)
     _fit_side_models(train_rows, cfg, out)

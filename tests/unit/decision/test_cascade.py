@@ -72,13 +72,21 @@ def test_full_stage_is_certified_with_the_exits(bundles, small_rows):
     on, _ = bundles
     stage = CheapStage.load(on)
     info = stage.full_thresholds.info
-    before = info["routed_before"]
+    cands = info["full_stage_candidates"]
+    before = cands["exits"]
     assert 0 < before["correct"] <= before["n"]
     # the exits are a subset of the first stage's own tuning tickets (validation + out of fold)
     assert before["n"] <= stage.info["n_exit_tuning"]
-    assert "certified with the first stage's exits" in info["tuned_on"]
-    if info["pooled_precision_lower"] is not None:
-        assert info["pooled_precision_lower"] >= 0.75
+    if cands["chosen"] == "residual":
+        assert info["routed_before"] == before
+        assert "certified with the first stage's exits" in info["tuned_on"]
+        if info["pooled_precision_lower"] is not None:
+            assert info["pooled_precision_lower"] >= 0.75
+    else:  # the thresholds tuned on all tickets won: only when certified on the union and routing more
+        assert cands["all_tickets"]["certified"]
+        assert cands["all_tickets"]["routed"] > cands["residual"]["routed"]
+        assert cands["all_tickets"]["union_precision_lower"] >= 0.75
+        assert stage.full_thresholds.auto_route == json.loads((on / "policy.json").read_text())["thresholds"]["auto_route"]
 
 
 def test_full_stage_decides_as_the_plain_model_with_residual_thresholds(bundles, small_rows):
@@ -144,7 +152,7 @@ def test_save_load_round_trip(bundles, small_rows, tmp_path):
     assert again.exit_thresholds.to_dict() == stage.exit_thresholds.to_dict()
     assert again.full_thresholds.to_dict() == stage.full_thresholds.to_dict()
     state = json.loads((on / CASCADE_DIR / "cascade.json").read_text())
-    assert state["full_thresholds"]["info"]["tuned_on"].startswith("cascade residual")
+    assert state["full_thresholds"]["info"]["tuned_on"].startswith(("cascade residual", "all tuning tickets"))
 
 
 def test_out_of_scope_text_does_not_exit(bundles):
@@ -197,3 +205,46 @@ def test_row_normalise_matches_sklearn_and_keeps_empty_rows_zero():
     np.testing.assert_array_equal(x.toarray(), before)  # a copy: the caller's matrix is untouched
     y = x.astype(np.float32)
     assert _row_normalise(y).dtype == np.float32
+
+
+def _thresholds(auto, labels=("a", "b")):
+    from ticket_triage.decision.thresholds import Thresholds
+
+    return Thresholds(list(labels), {lab: auto for lab in labels}, {lab: 0.1 for lab in labels}, {}, {"id": auto})
+
+
+@pytest.mark.parametrize("wrong_below,expected", [
+    (0.0, "all_tickets"),   # the looser thresholds route more and the union stays certified
+    (0.85, "residual"),     # they route more, but with them the union's bound falls below the target
+])
+def test_choose_full_thresholds_takes_the_plain_ones_only_when_the_union_stays_certified(wrong_below, expected):
+    from ticket_triage.decision.cascade import choose_full_thresholds
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.5, 1.0, 2000)
+    pred = rng.integers(0, 2, 2000)
+    y = pred.copy()
+    y[conf < wrong_below] = 1 - pred[conf < wrong_below]  # wrong below that confidence
+    residual, plain = _thresholds(0.95), _thresholds(0.7)
+    cfg = {"target_precision": 0.95, "confidence": 0.9, "min_support": 30}
+    got = choose_full_thresholds(residual, plain, conf, pred, y, ["a", "b"], (5000, 4990), cfg)
+    cands = got.info["full_stage_candidates"]
+    assert cands["chosen"] == expected
+    assert cands["all_tickets"]["routed"] > cands["residual"]["routed"]
+    if expected == "all_tickets":
+        assert got.auto_route == plain.auto_route and got is not plain
+        assert "full_stage_candidates" not in plain.info  # the policy's own thresholds are not touched
+        assert cands["all_tickets"]["union_precision_lower"] >= 0.95
+    else:
+        assert got is residual and not cands["all_tickets"]["certified"]
+
+
+def test_choose_full_thresholds_keeps_the_residual_ones_when_they_route_more():
+    from ticket_triage.decision.cascade import choose_full_thresholds
+
+    conf = np.linspace(0.5, 1.0, 500)
+    pred = np.zeros(500, int)
+    residual, plain = _thresholds(0.6), _thresholds(0.9)
+    got = choose_full_thresholds(residual, plain, conf, pred, pred.copy(), ["a", "b"], (100, 100),
+                                 {"target_precision": 0.9, "confidence": 0.9, "min_support": 10})
+    assert got is residual and got.info["full_stage_candidates"]["chosen"] == "residual"
