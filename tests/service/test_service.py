@@ -160,14 +160,14 @@ def test_access_log_is_off_unless_asked_for(monkeypatch):
         importlib.reload(mod)
 
 
-def test_service_caps_blas_threads(monkeypatch):
+def test_service_caps_blas_threads(env):
     from threadpoolctl import threadpool_info, threadpool_limits
 
     if not any(p["user_api"] == "blas" for p in threadpool_info()):
         pytest.skip("no BLAS library visible to threadpoolctl")
     before = {p["user_api"]: p["num_threads"] for p in threadpool_info()}
     threadpool_limits(limits=2, user_api="blas")
-    monkeypatch.delenv("TRIAGE_BLAS_THREADS", raising=False)
+    env.delenv("TRIAGE_BLAS_THREADS", raising=False)
     try:
         make_service()
         assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}

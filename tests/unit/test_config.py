@@ -190,6 +190,15 @@ def test_a_bad_cascade_key_names_thresholds_cascade():
         sections({"thresholds": {"cascade": {"bogus": 1}}}).check()
 
 
+@pytest.mark.parametrize("value", [-0.1, 1.0, 2])
+def test_cascade_max_coverage_loss_is_a_share(value):
+    from ticket_triage.config import CascadeConfig
+
+    with pytest.raises(ConfigError, match=r"thresholds.cascade.max_coverage_loss must be in \[0, 1\)"):
+        CascadeConfig.from_dict({"max_coverage_loss": value})
+    assert CascadeConfig.from_dict({"max_coverage_loss": 0.02}).max_coverage_loss == 0.02
+
+
 def test_a_section_that_is_no_mapping_is_a_config_error():
     with pytest.raises(ConfigError, match="review must be a mapping"):
         sections({"review": ["db_url"]}).check()

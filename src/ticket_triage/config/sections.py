@@ -118,6 +118,9 @@ class CascadeConfig:
     ood_max_in_scope_flagged: float = 0.05  # share of in-scope validation the cheap scope check keeps
     centroid_features: int = 4000    # TF-IDF weights kept per label centroid (scope check)
     params: dict | None = None       # first-stage hyperparameters when it is fitted on its own
+    # share of tuning tickets the cascade may auto-route fewer than its best certified candidate,
+    # to let more tickets exit cheaply (decision.cascade.joint_exit_search); 0 = coverage first
+    max_coverage_loss: float = 0.0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "CascadeConfig":
@@ -129,6 +132,9 @@ class CascadeConfig:
                               f"{cfg.ood_max_in_scope_flagged}")
         if int(cfg.centroid_features) < 1:
             raise ConfigError("thresholds.cascade.centroid_features must be >= 1")
+        if not 0.0 <= float(cfg.max_coverage_loss) < 1.0:
+            raise ConfigError("thresholds.cascade.max_coverage_loss must be in [0, 1) (a share of tuning "
+                              f"tickets), got {cfg.max_coverage_loss}")
         return cfg
 
 

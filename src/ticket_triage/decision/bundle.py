@@ -166,13 +166,16 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         cfit = fit_cascade(classifier, train_rows, val_rows, topics, fine_to_coarse, label_level, th_cfg,
                            cascade_cfg, rules=rules, languages=languages, oos_texts=oos_texts, cold_start=cold,
                            seed=cfg.seed, progress=progress)
-        stay_val = ~cfit.exit_val[tune_mask]
-        stay = [stay_val]
-        if n_missed_oos:
-            stay.append(~cfit.exit_oos[missed_oos])
-        if cf.probs is not None:
-            stay.append(~cfit.exit_train if cfit.exit_train is not None else np.ones(len(cf.y_idx), bool))
-        residual = np.concatenate(stay)
+
+        def residual_of(exit_val, exit_oos, exit_train):  # tuning tickets (tune_* order) that stay
+            stay = [~exit_val[tune_mask]]
+            if n_missed_oos:
+                stay.append(~exit_oos[missed_oos])
+            if cf.probs is not None:
+                stay.append(~exit_train if exit_train is not None else np.ones(len(cf.y_idx), bool))
+            return np.concatenate(stay)
+
+        residual = residual_of(cfit.exit_val, cfit.exit_oos, cfit.exit_train)
     thresholds = tune_thresholds(tune_conf, tune_pred, tune_y, topics, th_cfg)
     thresholds.info.update(cf.info)
     thresholds.info["reserved_review"] = reserved_info
@@ -181,19 +184,25 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     if residual is not None:
         # certified together with the first stage: the pooled bound is on the union of its exits
         # and the residual tickets this stage auto-routes (decision.cascade)
-        from ticket_triage.decision.cascade import choose_full_thresholds
+        from ticket_triage.decision.cascade import joint_exit_search
 
-        exits = (cfit.exit_n, cfit.exit_correct)
         full = tune_thresholds(tune_conf[residual], tune_pred[residual], tune_y[residual], topics, th_cfg,
-                               routed_before=exits)
+                               routed_before=(cfit.exit_n, cfit.exit_correct))
         full.info.update(cf.info)
         full.info["reserved_review"] = reserved_info
-        # or the thresholds tuned on all tickets, when they route more of the residual and the
-        # union stays certified (decision.cascade.choose_full_thresholds)
-        full = choose_full_thresholds(full, thresholds, tune_conf[residual], tune_pred[residual],
-                                      tune_y[residual], topics, exits, th_cfg)
-        log.info("bundle: cascade full stage takes the thresholds tuned on %s",
-                 full.info["full_stage_candidates"]["chosen"].replace("_", " "))
+        # or raised exits with the thresholds tuned on all tickets for the rest, whichever certified
+        # pair routes the most tuning tickets (decision.cascade.joint_exit_search)
+        exit_th, full, report = joint_exit_search(cfit, full, thresholds, tune_conf, tune_pred, tune_y, topics,
+                                                  residual_of, th_cfg,
+                                                  max_coverage_loss=cascade_cfg.max_coverage_loss)
+        chosen = next(r for r in report["candidates"]
+                      if (r["candidate"], r["exit_shift"]) == tuple(report["chosen"].values()))
+        log.info("bundle: cascade: exits raised by %g with the thresholds tuned on %s: %d exits + %d routed "
+                 "by the full stage of %d tuning tickets (union lower bound %.4f)", chosen["exit_shift"],
+                 "the residual" if chosen["candidate"] == "residual" else "all tickets", chosen["exits"],
+                 chosen["full_routed"], len(tune_conf), chosen["union_precision_lower"])
+        cfit.stage.exit_thresholds = exit_th
+        cfit.stage.info["joint_exit_search"] = report["chosen"]
         cfit.stage.full_thresholds = full
         cfit.stage.save(out)
     _fit_side_models(train_rows, cfg, out)

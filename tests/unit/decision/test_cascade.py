@@ -72,21 +72,26 @@ def test_full_stage_is_certified_with_the_exits(bundles, small_rows):
     on, _ = bundles
     stage = CheapStage.load(on)
     info = stage.full_thresholds.info
-    cands = info["full_stage_candidates"]
-    before = cands["exits"]
-    assert 0 < before["correct"] <= before["n"]
+    search = info["joint_exit_search"]
+    chosen = next(r for r in search["candidates"]
+                  if (r["candidate"], r["exit_shift"]) == (search["chosen"]["candidate"], search["chosen"]["exit_shift"]))
+    base = next(r for r in search["candidates"] if r["candidate"] == "residual")
+    assert 0 < base["exits_correct"] <= base["exits"]
     # the exits are a subset of the first stage's own tuning tickets (validation + out of fold)
-    assert before["n"] <= stage.info["n_exit_tuning"]
-    if cands["chosen"] == "residual":
-        assert info["routed_before"] == before
+    assert base["exits"] <= stage.info["n_exit_tuning"]
+    # whatever won is certified on the union of its exits and what the full stage routes, and
+    # routes at least as many tuning tickets as every other certified candidate
+    assert chosen["certified"] or chosen is base
+    assert all(chosen["auto_routed"] >= r["auto_routed"] for r in search["candidates"] if r["certified"])
+    if chosen is base:
+        assert info["routed_before"] == {"n": base["exits"], "correct": base["exits_correct"]}
         assert "certified with the first stage's exits" in info["tuned_on"]
         if info["pooled_precision_lower"] is not None:
             assert info["pooled_precision_lower"] >= 0.75
-    else:  # the thresholds tuned on all tickets won: only when certified on the union and routing more
-        assert cands["all_tickets"]["certified"]
-        assert cands["all_tickets"]["routed"] > cands["residual"]["routed"]
-        assert cands["all_tickets"]["union_precision_lower"] >= 0.75
+    else:
+        assert chosen["union_precision_lower"] >= 0.75
         assert stage.full_thresholds.auto_route == json.loads((on / "policy.json").read_text())["thresholds"]["auto_route"]
+        assert stage.exit_thresholds.info["exit_shift"] == chosen["exit_shift"]
 
 
 def test_full_stage_decides_as_the_plain_model_with_residual_thresholds(bundles, small_rows):
@@ -213,38 +218,61 @@ def _thresholds(auto, labels=("a", "b")):
     return Thresholds(list(labels), {lab: auto for lab in labels}, {lab: 0.1 for lab in labels}, {}, {"id": auto})
 
 
-@pytest.mark.parametrize("wrong_below,expected", [
-    (0.0, "all_tickets"),   # the looser thresholds route more and the union stays certified
-    (0.85, "residual"),     # they route more, but with them the union's bound falls below the target
-])
-def test_choose_full_thresholds_takes_the_plain_ones_only_when_the_union_stays_certified(wrong_below, expected):
-    from ticket_triage.decision.cascade import choose_full_thresholds
+def _synthetic_fit(n=3000, wrong_band=(0.9, 0.94), seed=0):
+    """A first stage whose exits (certified at 0.9) are wrong when its confidence is in
+    ``wrong_band``; the full model is right on every ticket."""
+    from ticket_triage.decision.cascade import CascadeFit, CheapStage
 
-    rng = np.random.default_rng(0)
-    conf = rng.uniform(0.5, 1.0, 2000)
-    pred = rng.integers(0, 2, 2000)
-    y = pred.copy()
-    y[conf < wrong_below] = 1 - pred[conf < wrong_below]  # wrong below that confidence
-    residual, plain = _thresholds(0.95), _thresholds(0.7)
-    cfg = {"target_precision": 0.95, "confidence": 0.9, "min_support": 30}
-    got = choose_full_thresholds(residual, plain, conf, pred, y, ["a", "b"], (5000, 4990), cfg)
-    cands = got.info["full_stage_candidates"]
-    assert cands["chosen"] == expected
-    assert cands["all_tickets"]["routed"] > cands["residual"]["routed"]
-    if expected == "all_tickets":
-        assert got.auto_route == plain.auto_route and got is not plain
-        assert "full_stage_candidates" not in plain.info  # the policy's own thresholds are not touched
-        assert cands["all_tickets"]["union_precision_lower"] >= 0.95
-    else:
-        assert got is residual and not cands["all_tickets"]["certified"]
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    conf = rng.uniform(0.5, 1.0, n)
+    wrong = (conf >= wrong_band[0]) & (conf < wrong_band[1])
+    pred = np.where(wrong, 1 - y, y)
+    probs = np.zeros((n, 2))
+    probs[np.arange(n), pred] = conf
+    probs[np.arange(n), 1 - pred] = 1 - conf
+    exit_th = _thresholds(0.9)
+    stage = CheapStage(None, ["a", "b"], None, None, exit_th, exit_th, None, 1.0)
+    eligible = np.ones(n, bool)
+    exits = stage.exits(probs, np.zeros(n), eligible)
+    fit = CascadeFit(stage, exits, np.zeros(0, bool), None, int((exits & (pred == y)).sum()),
+                     {"val": (probs, np.zeros(n), eligible, y)})
+    full_conf = rng.uniform(0.65, 1.0, n)
+    return fit, full_conf, y.copy(), y
 
 
-def test_choose_full_thresholds_keeps_the_residual_ones_when_they_route_more():
-    from ticket_triage.decision.cascade import choose_full_thresholds
+def test_joint_search_raises_the_exits_until_the_union_is_certified():
+    from ticket_triage.decision.cascade import EXIT_SHIFTS, joint_exit_search
 
-    conf = np.linspace(0.5, 1.0, 500)
-    pred = np.zeros(500, int)
-    residual, plain = _thresholds(0.6), _thresholds(0.9)
-    got = choose_full_thresholds(residual, plain, conf, pred, pred.copy(), ["a", "b"], (100, 100),
-                                 {"target_precision": 0.9, "confidence": 0.9, "min_support": 10})
-    assert got is residual and got.info["full_stage_candidates"]["chosen"] == "residual"
+    fit, full_conf, full_pred, y = _synthetic_fit()
+    residual_tuned, plain = _thresholds(0.99), _thresholds(0.6)
+    cfg = {"target_precision": 0.99, "confidence": 0.9, "min_support": 30}
+    exit_th, full, report = joint_exit_search(fit, residual_tuned, plain, full_conf, full_pred, y, ["a", "b"],
+                                              lambda ev, eo, et: ~ev, cfg)
+    rows = {(r["candidate"], r["exit_shift"]): r for r in report["candidates"]}
+    assert len(rows) == 1 + len(EXIT_SHIFTS)
+    assert not rows[("all_tickets", 0.0)]["certified"]   # the wrong exits sink the union's bound
+    chosen = report["chosen"]
+    assert chosen["candidate"] == "all_tickets"
+    # the smallest shift that lifts the exits above the wrong band (0.9 + 0.04)
+    assert chosen["exit_shift"] == 0.04
+    assert all(not rows[("all_tickets", d)]["certified"] for d in EXIT_SHIFTS if d < 0.04)
+    assert rows[("all_tickets", 0.04)]["auto_routed"] >= rows[("residual", 0.0)]["auto_routed"]
+    assert exit_th.auto_route == {"a": 0.94, "b": 0.94} or np.allclose(list(exit_th.auto_route.values()), 0.94)
+    assert full.auto_route == plain.auto_route and full is not plain
+    assert "joint_exit_search" not in plain.info  # the policy's own thresholds are not touched
+    assert fit.stage.exit_thresholds.auto_route == {"a": 0.9, "b": 0.9}  # nor the certified exits
+
+
+def test_joint_search_keeps_the_certified_exits_when_nothing_else_is_certified():
+    from ticket_triage.decision.cascade import joint_exit_search
+
+    fit, full_conf, full_pred, y = _synthetic_fit(wrong_band=(0.0, 0.0))  # exits all right
+    wrong_full = 1 - y  # the full model is wrong everywhere: no candidate that uses it certifies
+    residual_tuned, plain = _thresholds(1.01), _thresholds(0.6)  # the residual-tuned routes nothing
+    exit_th, full, report = joint_exit_search(fit, residual_tuned, plain, full_conf, wrong_full, y, ["a", "b"],
+                                              lambda ev, eo, et: ~ev,
+                                              {"target_precision": 0.97, "confidence": 0.9, "min_support": 30})
+    assert report["chosen"] == {"candidate": "residual", "exit_shift": 0.0}
+    assert exit_th is fit.stage.exit_thresholds and full is residual_tuned
+    assert "certified with the first stage's exits" in full.info["tuned_on"]
