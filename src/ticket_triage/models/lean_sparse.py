@@ -19,6 +19,7 @@ callers then keep using the pipeline. Same predictions, to float rounding (tests
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -118,8 +119,10 @@ class LeanTfidfLogReg:
         """(data, column indices, indptr) of one vectorizer's TF-IDF rows."""
         n = len(texts)
         indptr = np.zeros(n + 1, dtype=np.int64)
-        indices: list[int] = []
-        values: list[int] = []
+        # typed arrays, as scikit-learn's own counting: a Python list of the 62M non-zeros of
+        # 16k long tickets would take ~2 GB more than these
+        indices = array.array("q")
+        values = array.array("l")
         vocab, analyzer = part.vocab, part.analyzer
         for i, doc in enumerate(texts):
             counts: dict[int, int] = {}
@@ -130,7 +133,7 @@ class LeanTfidfLogReg:
             indices.extend(counts)
             values.extend(counts.values())
             indptr[i + 1] = len(indices)
-        cols = np.asarray(indices, dtype=np.int64)
+        cols = np.frombuffer(indices, dtype=np.int64) if len(indices) else np.zeros(0, np.int64)
         data = np.asarray(values, dtype=np.float64)
         if part.sublinear:
             np.log(data, out=data)
