@@ -141,8 +141,8 @@ def _bento_model_path() -> str:
     threads=8,  # sync APIs run in a pool of this size; LLM calls wait on I/O
     workers=1,
     resources={"cpu": "1"},
-    # BentoML's access log writes a line per request through `logging`: ~10% of the server's CPU
-    # at 8 clients (benchmarks/README.md). Off unless TRIAGE_ACCESS_LOG=1; /metrics counts requests.
+    # BentoML's access log writes a line per request through `logging`: ~8% of the time the server
+    # held the GIL at 8 clients (py-spy, 2026-12-06). Off unless TRIAGE_ACCESS_LOG=1; /metrics counts requests.
     logging={"access": {"enabled": os.environ.get("TRIAGE_ACCESS_LOG", "0").strip().lower() in ("1", "true", "yes")}},
 )
 class TicketTriage:

@@ -146,7 +146,7 @@ def test_llm_fallback_wired_through(env, fake_llm, tmp_path, write_llm_config, l
 
 
 def test_access_log_is_off_unless_asked_for(monkeypatch):
-    """BentoML's per-request access log costs ~10% of the server's CPU; TRIAGE_ACCESS_LOG=1 turns it on."""
+    """BentoML's per-request access log is off by default (~8% of the server's GIL time); TRIAGE_ACCESS_LOG=1 turns it on."""
     import importlib
 
     import serving.service as mod
