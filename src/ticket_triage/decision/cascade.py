@@ -64,14 +64,11 @@ def _features_and_head(classifier: Any):
 
 
 def _row_normalise(x):
-    """A copy of the sparse rows ``x`` scaled to unit l2 norm (all-zero rows stay zero);
-    sklearn's ``normalize`` without its per-call validation (~0.3 ms, most of a one-ticket call)."""
+    """A copy of the sparse rows ``x`` scaled to unit l2 norm (all-zero rows stay zero)."""
+    from ticket_triage.models.lean_sparse import l2_rows
+
     x = x.tocsr(copy=True)
-    lengths = np.diff(x.indptr)
-    sq = np.bincount(np.repeat(np.arange(x.shape[0]), lengths), weights=x.data.astype(np.float64) ** 2,
-                     minlength=x.shape[0])
-    norms = np.sqrt(sq)
-    x.data = (x.data / np.repeat(np.where(norms > 0, norms, 1.0), lengths)).astype(x.dtype, copy=False)
+    x.data = l2_rows(x.data, x.indptr).astype(x.dtype, copy=False)
     return x
 
 
@@ -226,8 +223,7 @@ class CascadeFit:
             m = stage.exits(probs, ood, eligible, self.cold_start)
             masks[name] = m
             correct += int((m & (probs.argmax(axis=1) == y)).sum())
-        return (masks.get("val", self.exit_val), masks.get("oos", self.exit_oos), masks.get("train", self.exit_train),
-                correct)
+        return (masks["val"], masks.get("oos", np.zeros(0, bool)), masks.get("train"), correct)
 
 
 #: how far the joint search raises the first stage's exit thresholds (0 = as certified)
@@ -411,15 +407,15 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
                                            {}, {"strategy": "none", "why": "no eligible tuning tickets"})
     else:
         stage.exit_thresholds = tune_thresholds(conf, pred, y, topics, exit_cfg)
-    exit_val = stage.exits(val_probs, val_ood, el_val, cold_start)
-    exit_oos = stage.exits(oos_probs, oos_ood, el_oos, cold_start) if oos_texts else np.zeros(0, bool)
-    exit_train = None
-    # correct exits: validation (a label the model does not know is never correct), none of
-    # the known out-of-scope ones, out-of-fold train
-    exit_correct = int((exit_val & (val_probs.argmax(axis=1) == y_val)).sum())
+    # the tuning sets as the first stage scored them; a known out-of-scope ticket (y -1) and a
+    # label the model does not know are never correct
+    scored = {"val": (val_probs, val_ood, el_val, y_val)}
+    if oos_texts:
+        scored["oos"] = (oos_probs, oos_ood, el_oos, np.full(len(oos_texts), -1))
     if cf.probs is not None:
-        exit_train = stage.exits(cf.probs, np.zeros(len(train_rows)), el_train, cold_start)
-        exit_correct += int((exit_train & (cf.probs.argmax(axis=1) == cf.y_idx)).sum())
+        scored["train"] = (cf.probs, np.zeros(len(train_rows)), el_train, cf.y_idx)
+    fit = CascadeFit(stage, np.zeros(0, bool), np.zeros(0, bool), None, 0, scored, tuple(cold_start))
+    exit_val, exit_oos, exit_train, exit_correct = fit.exits_with(stage.exit_thresholds)
     stage.info = {
         "first_stage": origin, "ood_cutoff": cut.to_dict(), **cf.info,
         "exit_share_validation": float(exit_val[keep].mean()) if keep.any() else 0.0,
@@ -427,12 +423,8 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
         "exit_precision_lower": stage.exit_thresholds.info.get("pooled_precision_lower"),
         "n_exit_tuning": int(len(conf)),
     }
-    scored = {"val": (val_probs, val_ood, el_val, y_val)}
-    if oos_texts:
-        scored["oos"] = (oos_probs, oos_ood, el_oos, np.full(len(oos_texts), -1))
-    if cf.probs is not None:
-        scored["train"] = (cf.probs, np.zeros(len(train_rows)), el_train, cf.y_idx)
-    return CascadeFit(stage, exit_val, exit_oos, exit_train, exit_correct, scored, tuple(cold_start))
+    fit.exit_val, fit.exit_oos, fit.exit_train, fit.exit_correct = exit_val, exit_oos, exit_train, exit_correct
+    return fit
 
 
 def cheap_decisions(triage: Any, tickets: Sequence[Any], texts: Sequence[str],

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["LeanTfidfLogReg", "PROBE_TEXTS", "cached_lean"]
+__all__ = ["LeanTfidfLogReg", "PROBE_TEXTS", "cached_lean", "l2_rows"]
 
 #: texts the lean twin is checked on against the pipeline when it is built
 PROBE_TEXTS = ("My card payment is still pending, why?", "Passwort zurücksetzen bitte!!",
@@ -54,6 +54,17 @@ def _vectorizer(vec: Any) -> _Vectorizer | None:
     idf = np.asarray(vec.idf_, dtype=np.float64) if vec.use_idf else None
     return _Vectorizer(vec.build_analyzer(), vocab, idf,  # the fitted dict itself: no copy
                        bool(vec.sublinear_tf), vec.norm == "l2", np.dtype(vec.dtype), len(vocab))
+
+
+def l2_rows(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """The values of CSR rows (``data``, ``indptr``) scaled to unit l2 norm, in float64; an
+    all-zero or empty row stays as it is (scikit-learn's ``normalize`` without its per-call
+    validation)."""
+    data = np.asarray(data, dtype=np.float64)
+    lengths = np.diff(indptr)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=len(lengths)))
+    return data / np.repeat(np.where(norms > 0, norms, 1.0), lengths)
 
 
 class LeanTfidfLogReg:
@@ -140,11 +151,8 @@ class LeanTfidfLogReg:
             data += 1.0
         if part.idf is not None:
             data *= part.idf[cols]
-        if part.l2 and len(data):
-            lengths = np.diff(indptr)
-            filled = lengths > 0
-            norms = np.sqrt(np.add.reduceat(data * data, indptr[:-1][filled]))
-            data /= np.repeat(np.where(norms > 0, norms, 1.0), lengths[filled])
+        if part.l2:
+            data = l2_rows(data, indptr)
         return data.astype(part.dtype, copy=False), cols, indptr
 
     def proba_from_features(self, x: Any) -> np.ndarray:
