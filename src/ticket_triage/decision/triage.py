@@ -190,6 +190,9 @@ class Triage:
         rules = RuleSet.from_config(rules_cfg or {"rules": []}, taxonomy=taxonomy)
         clf = load_classifier(bundle / "classifier")
         clean_cfg = json.loads((bundle / "clean.json").read_text()) if (bundle / "clean.json").is_file() else None
+        if clean_cfg is not None:
+            # options added after a bundle was built are off in it: it was trained without them
+            clean_cfg.setdefault("strip_greetings", False)
         urgency_model = secondary = None
         if (bundle / "urgency").is_dir():
             from ticket_triage.decision.urgency import UrgencyModel

@@ -4,10 +4,12 @@
 literal ``\\n`` escapes left by an export) into the text every model sees::
 
     coerce -> literal escapes -> HTML to text -> control/zero-width chars -> quoted replies
-    -> sign-offs, signatures, legal footers -> PII redaction -> whitespace -> truncation
+    -> sign-offs, signatures, legal footers -> opening greeting, closing thanks
+    -> PII redaction -> whitespace -> truncation
 
 The steps live beside it: ``html`` (HTML to text), ``quotes`` (quoted replies), ``signatures``
-(sign-offs, signatures, legal footers) and ``pii`` (``redact_pii``: typed placeholders such as
+(sign-offs, signatures, legal footers), ``greetings`` ("Hi team," at the start, "Thanks." at
+the end) and ``pii`` (``redact_pii``: typed placeholders such as
 ``[EMAIL]``, ``[SECRET]``, ``[IBAN]``; idempotent; re-exported here). ``normalize`` holds coercion, literal escapes, control characters and whitespace.
 This module owns the order of the steps and ``CLEANING_VERSION``.
 
@@ -25,6 +27,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from ticket_triage.text.greetings import strip_greeting
 from ticket_triage.text.html import _ENTITY_HINT, html_to_text, looks_like_html
 from ticket_triage.text.normalize import (
     _LINE_SEP,
@@ -51,11 +54,12 @@ __all__ = [
     "normalize_whitespace",
     "redact_pii",
     "strip_quoted_reply",
+    "strip_greeting",
     "strip_signature",
     "unescape_literals",
 ]
 
-CLEANING_VERSION = "2"  # 2: PII redaction of issue 14 (text/pii.py)
+CLEANING_VERSION = "3"  # 2: PII redaction of issue 14 (text/pii.py); 3: greetings (text/greetings.py)
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +86,7 @@ class CleanConfig:
     redact_pii: bool = True
     strip_quotes: bool = True
     strip_signatures: bool = True
+    strip_greetings: bool = True
     dedupe: bool = True
     max_chars: int | None = 20000
     max_unmapped_share: float = 0.05
@@ -100,7 +105,8 @@ class CleanConfig:
     def apply(self, subject: Any, body: Any) -> str:
         """``clean_text(subject, body)`` with these options."""
         return clean_text(subject, body, redact=self.redact_pii, strip_quotes=self.strip_quotes,
-                          strip_signatures=self.strip_signatures, max_chars=self.max_chars)
+                          strip_signatures=self.strip_signatures, strip_greetings=self.strip_greetings,
+                          max_chars=self.max_chars)
 
 
 _SUBJECT_PREFIX = re.compile(
@@ -129,6 +135,7 @@ def clean_text(
     redact: bool = True,
     strip_quotes: bool = True,
     strip_signatures: bool = True,
+    strip_greetings: bool = True,
     max_chars: int | None = 20000,
 ) -> str:
     """Return the cleaned ticket text: ``"subject\\n\\nbody"`` (just the body when there is no
@@ -141,7 +148,7 @@ def clean_text(
     if max_chars is not None and max_chars < 0:
         raise ValueError(f"max_chars must be a non-negative int or None, got {max_chars!r}")
     try:
-        return _clean(subject, body, redact, strip_quotes, strip_signatures, max_chars)
+        return _clean(subject, body, redact, strip_quotes, strip_signatures, max_chars, strip_greetings)
     except Exception:  # noqa: BLE001 - a cleaning bug must not drop a ticket or crash serving
         _log.warning(
             "clean_text failed; using minimal cleaning (report this input as a bug)", exc_info=True
@@ -171,6 +178,7 @@ def _clean(
     strip_quotes: bool,
     strip_signatures: bool,
     max_chars: int | None,
+    strip_greetings: bool = True,
 ) -> str:
     subj = clean_subject(subject)
     text = _coerce(body)
@@ -188,6 +196,8 @@ def _clean(
         text = strip_quoted_reply(text)
     if strip_signatures:
         text = strip_signature(text)
+    if strip_greetings:
+        text = strip_greeting(text)
     if redact:
         text = redact_pii(text)
         subj = redact_pii(subj) if subj else subj

@@ -106,9 +106,12 @@ def test_clean_subject_strips_reply_prefixes_and_newlines():
 
 def test_literal_escape_sequences_become_line_breaks():
     assert unescape_literals("a\\nb\\r\\nc\\td") == "a\nb\nc\td"
-    out = clean_text(None, "Hello team,\\n\\nmy card is blocked.\\nPlease help.", redact=False)
+    out = clean_text(None, "Hello team,\\n\\nmy card is blocked.\\nPlease help.", redact=False, strip_greetings=False)
     assert "\\n" not in out
     assert out == "Hello team,\n\nmy card is blocked.\nPlease help."
+    # with the greeting removed (the default), the escaped line breaks still separate it
+    assert clean_text(None, "Hello team,\\n\\nmy card is blocked.\\nPlease help.", redact=False) \
+        == "my card is blocked.\nPlease help."
 
 
 def test_escaped_backslash_is_not_a_line_break():
@@ -291,14 +294,22 @@ def test_footer_words_in_customer_text_are_kept():
 
 
 def test_greetings_kept_and_names_redacted():
-    assert clean_text(None, "Hi John,\nmy card is lost.") == "Hi [NAME],\nmy card is lost."
-    assert clean_text(None, "Dear Mr. Smith,\nmy card is lost.") == (
+    """With greeting stripping off (the option of bundles built before it), a greeting stays
+    and only the name in it is redacted."""
+    def clean(text):
+        return clean_text(None, text, strip_greetings=False)
+
+    assert clean("Hi John,\nmy card is lost.") == "Hi [NAME],\nmy card is lost."
+    assert clean("Dear Mr. Smith,\nmy card is lost.") == (
         "Dear Mr. [NAME],\nmy card is lost."
     )
-    assert clean_text(None, "Sehr geehrter Herr Müller,\nmeine Karte fehlt.") == (
+    assert clean("Sehr geehrter Herr Müller,\nmeine Karte fehlt.") == (
         "Sehr geehrter Herr [NAME],\nmeine Karte fehlt."
     )
-    assert clean_text(None, "Hallo Anna, meine Karte fehlt.") == "Hallo [NAME], meine Karte fehlt."
+    assert clean("Hallo Anna, meine Karte fehlt.") == "Hallo [NAME], meine Karte fehlt."
+    # the default removes the greeting, and the name with it
+    assert clean_text(None, "Hi John,\nmy card is lost.") == "my card is lost."
+    assert clean_text(None, "Hallo Anna, meine Karte fehlt.") == "meine Karte fehlt."
 
 
 @pytest.mark.parametrize(
@@ -313,11 +324,14 @@ def test_greetings_kept_and_names_redacted():
     ],
 )
 def test_generic_greetings_kept_verbatim(greeting):
-    assert clean_text(None, greeting + "\nmy card is lost.") == greeting + "\nmy card is lost."
+    """No name in a generic greeting: nothing in it is redacted (greeting stripping off)."""
+    assert clean_text(None, greeting + "\nmy card is lost.", strip_greetings=False) == greeting + "\nmy card is lost."
+    assert clean_text(None, greeting + "\nmy card is lost.") == "my card is lost."
 
 
 def test_greeting_name_kept_when_redact_false():
-    assert clean_text(None, "Hi John,\nhelp", redact=False) == "Hi John,\nhelp"
+    assert clean_text(None, "Hi John,\nhelp", redact=False, strip_greetings=False) == "Hi John,\nhelp"
+    assert clean_text(None, "Hi John,\nhelp", redact=False) == "help"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +543,7 @@ def test_real_helpdesk_rows(subject, body):
 def test_real_helpdesk_row_exact_output():
     subject, body = REAL_ROWS[1]
     assert clean_text(subject, body) == (
-        "Eiltiges Update für Hardware und Software\n\nSehr geehrter Kundendienst,\n\n"
+        "Eiltiges Update für Hardware und Software\n\n"
         "ich bitte um sofortige Unterstützung bei Störungen im Hardware- und Software-Service, die"
         " kritische Komponenten wie das Motherboard, den CPU-Kühler sowie Netzwerk- und"
         " Peripheriegeräte betreffen. Diese Probleme beeinträchtigen wichtige Anwendungen, wobei"
