@@ -8,9 +8,14 @@ full-stage thresholds that replace ``policy.json``'s while the cascade is on.
 A ticket *exits* at the first stage (band ``auto_route``, ``explanation["stage"] = "cheap"``)
 only when all of these hold; every other ticket goes to the full stage unchanged:
 
-* its cleaned text is not empty, no rule fires on it (a rule hit may set the topic or pin
-  the band, which only the full stage handles) and its language is one the model was trained
-  on (``und`` passes, as in the full stage);
+* its cleaned text is not empty, no rule that pins the band fires on it (security incidents,
+  public escalation: the full stage sends them where the rule says), a rule that sets the
+  topic sets the topic the first stage predicts (else the full stage makes it a draft), and
+  its language is one the model was trained on (``und`` passes, as in the full stage). A
+  ticket that exits with a rule hit carries the rule's topic, urgency, tags and hits exactly
+  as the full stage would (``source: rules``, reason ``rule_topic:<rule>+above_auto_threshold``).
+  Bundles built before rule hits could exit (``rule_hits_exit`` absent from ``cascade.json``)
+  send every rule hit to the full stage, as they were tuned;
 * the cheap out-of-scope score ``1 - max cosine(TF-IDF vector, pruned label centroid)`` is at
   most the cut-off, tuned like :mod:`ticket_triage.decision.ood` (flags at most
   ``cascade.ood_max_in_scope_flagged`` of in-scope validation; with known out-of-scope
@@ -108,6 +113,8 @@ class CheapStage:
     centroids: Any             # scipy CSR (labels, dim)
     ood_cutoff: float
     info: dict[str, Any] = field(default_factory=dict)
+    #: tickets with rule hits may exit (see the module docstring); False for bundles built before
+    rule_hits_exit: bool = True
 
     # -- scoring -------------------------------------------------------------------------
     def score(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +171,7 @@ class CheapStage:
             "first_stage": self.classifier.family, "topics": self.topics, "fine_to_coarse": self.fine_to_coarse,
             "calibrator": self.calibrator.to_dict(), "exit_thresholds": self.exit_thresholds.to_dict(),
             "full_thresholds": self.full_thresholds.to_dict(), "ood_cutoff": self.ood_cutoff,
-            "info": self.info}, indent=2, default=float))
+            "rule_hits_exit": bool(self.rule_hits_exit), "info": self.info}, indent=2, default=float))
         return d
 
     @classmethod
@@ -185,7 +192,7 @@ class CheapStage:
         return cls(load_classifier(d / "classifier"), list(st["topics"]), st.get("fine_to_coarse"),
                    Calibrator.from_dict(st["calibrator"]), Thresholds.from_dict(st["exit_thresholds"]),
                    Thresholds.from_dict(st["full_thresholds"]), cent, float(st["ood_cutoff"]),
-                   dict(st.get("info") or {}))
+                   dict(st.get("info") or {}), bool(st.get("rule_hits_exit", False)))
 
 
 @dataclass
@@ -324,17 +331,40 @@ def _first_stage(classifier: Any, train_rows, label_level: str, cfg: Any, seed: 
     return clf, "fitted on the train split"
 
 
+def rule_gate(outcome: Any, topics: Sequence[str], rule_hits_exit: bool = True) -> int:
+    """What a ticket's rule outcome allows the first stage: ``-1`` exit as usual (no hit, or
+    hits that neither pin the band nor set the topic), ``-2`` never (a pinned band; any hit
+    when ``rule_hits_exit`` is off), else the index in ``topics`` of the topic a rule sets:
+    the ticket may exit only with that prediction."""
+    if not outcome.hits:
+        return -1
+    if not rule_hits_exit or outcome.pinned_band:
+        return -2
+    if outcome.topic is None:
+        return -1
+    return topics.index(outcome.topic) if outcome.topic in topics else -2
+
+
+def rule_allows(gate: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per ticket: may it exit with predicted topic index ``pred`` under its :func:`rule_gate`?"""
+    gate = np.asarray(gate)
+    return (gate == -1) | (gate == np.asarray(pred))
+
+
 def _eligible(texts: Sequence[str], langs: Sequence[str | None] | None, rules: Any,
-              languages: Sequence[str]) -> np.ndarray:
+              languages: Sequence[str], topics: Sequence[str], pred: np.ndarray) -> np.ndarray:
+    """The tuning tickets the first stage may decide, with its predictions ``pred`` (topic
+    indices): the serving-time conditions of :func:`cheap_decisions`."""
     out = np.array([bool(t.strip()) for t in texts])
+    gate = np.full(len(texts), -1)
     for i, t in enumerate(texts):
         if not out[i]:
             continue
-        if rules is not None and rules.apply(t).hits:
+        if rules is not None:
+            gate[i] = rule_gate(rules.apply(t), topics)
+        if langs is not None and languages and langs[i] and langs[i] not in languages and langs[i] != "und":
             out[i] = False
-        elif langs is not None and languages and langs[i] and langs[i] not in languages and langs[i] != "und":
-            out[i] = False
-    return out
+    return out & rule_allows(gate, pred)
 
 
 def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_rows: Sequence[Mapping[str, Any]],
@@ -377,11 +407,13 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
 
     # the tuning set: eligible validation tickets the scope check lets through (+ known
     # out-of-scope ones it misses, as errors) and the out-of-fold train scores
-    el_val = _eligible(val_texts, [r.get("language") for r in val_rows], rules, languages) & (val_ood <= stage.ood_cutoff)
+    el_val = (_eligible(val_texts, [r.get("language") for r in val_rows], rules, languages, topics,
+                        val_probs.argmax(axis=1)) & (val_ood <= stage.ood_cutoff))
     conf, pred, y = val_probs.max(axis=1)[el_val], val_probs.argmax(axis=1)[el_val], y_val[el_val]
     el_oos = None
     if oos_texts:
-        el_oos = _eligible(list(oos_texts), None, rules, languages) & (oos_ood <= stage.ood_cutoff)
+        el_oos = (_eligible(list(oos_texts), None, rules, languages, topics, oos_probs.argmax(axis=1))
+                  & (oos_ood <= stage.ood_cutoff))
         conf = np.r_[conf, oos_probs.max(axis=1)[el_oos]]
         pred = np.r_[pred, oos_probs.argmax(axis=1)[el_oos]]
         y = np.r_[y, np.full(int(el_oos.sum()), -1)]
@@ -396,7 +428,7 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
         # out-of-fold rows are not filtered by the scope check (its centroids saw them);
         # rule hits and languages are, as at serving time
         el_train = _eligible([r["text"] for r in train_rows], [r.get("language") for r in train_rows],
-                             rules, languages)
+                             rules, languages, topics, cf.probs.argmax(axis=1))
         conf = np.r_[conf, cf.probs.max(axis=1)[el_train]]
         pred = np.r_[pred, cf.probs.argmax(axis=1)[el_train]]
         y = np.r_[y, cf.y_idx[el_train]]
@@ -441,20 +473,24 @@ def cheap_decisions(triage: Any, tickets: Sequence[Any], texts: Sequence[str],
     if not cand:
         return {}
     langs: dict[int, str] = {}
-    eligible = np.zeros(len(cand), bool)
-    for k, i in enumerate(cand):
-        if triage.rules.apply(texts[i]).hits:
+    outcomes: dict[int, Any] = {}
+    gates: dict[int, int] = {}
+    for i in cand:
+        outcome = triage.rules.apply(texts[i])
+        gate = rule_gate(outcome, stage.topics, stage.rule_hits_exit)
+        if gate == -2:
             continue
         lang = tickets[i].language or detect_language(texts[i], language_prior)
         langs[i] = lang
         if triage.policy.languages and lang not in triage.policy.languages and lang != "und":
             continue
-        eligible[k] = True
-    if not eligible.any():
+        outcomes[i], gates[i] = outcome, gate
+    if not gates:
         return {}
-    sub = [cand[k] for k in np.flatnonzero(eligible)]
+    sub = list(gates)
     probs, ood = stage.score([texts[i] for i in sub])
-    mask = stage.exits(probs, ood, np.ones(len(sub), bool), triage.policy.cold_start_topics)
+    allowed = rule_allows(np.array([gates[i] for i in sub]), probs.argmax(axis=1))
+    mask = stage.exits(probs, ood, allowed, triage.policy.cold_start_topics)
     out_idx = [sub[k] for k in np.flatnonzero(mask)]
     if not out_idx:
         return {}
@@ -471,12 +507,18 @@ def cheap_decisions(triage: Any, tickets: Sequence[Any], texts: Sequence[str],
         order = np.argsort(-p)
         topic = stage.topics[int(order[0])]
         t = tickets[i]
+        rules = outcomes[i]
+        explanation: dict[str, Any] = {"stage": "cheap", "cheap_out_of_scope_score": round(float(ood[r]), 4)}
+        if rules.hits:  # as the full stage records them
+            explanation["rules"] = [f"{h.rule_id}: '{h.text}'" for h in rules.hits]
         out[i] = Decision(
             topic=topic, confidence=round(float(p[order[0]]), 4), band="auto_route",
-            urgency=resolve_urgency(None, urg[n] or t.urgency, triage.taxonomy.urgency_for(topic)),
-            reason="above_auto_threshold", source="model", ticket_id=t.id or None,
+            urgency=resolve_urgency(rules.urgency, urg[n] or t.urgency, triage.taxonomy.urgency_for(topic)),
+            reason=f"rule_topic:{rules.topic_rule}+above_auto_threshold" if rules.topic else "above_auto_threshold",
+            source="rules" if rules.topic else "model", ticket_id=t.id or None,
             alternatives=[{"topic": stage.topics[j], "p": round(float(p[j]), 4)} for j in order[:3]],
-            secondary_tags=list(dict.fromkeys(tags[n])), rule_hits=[], out_of_scope_score=0.0,
-            language=langs.get(i), explanation={"stage": "cheap", "cheap_out_of_scope_score": round(float(ood[r]), 4)},
+            secondary_tags=list(dict.fromkeys([*rules.secondary_tags, *tags[n]])),
+            rule_hits=[{"rule": h.rule_id, "kind": h.kind, "match": h.text} for h in rules.hits],
+            out_of_scope_score=0.0, language=langs.get(i), explanation=explanation,
             model_version=triage.model_version, taxonomy_version=triage.policy.taxonomy_version)
     return out

@@ -108,19 +108,91 @@ def test_full_stage_decides_as_the_plain_model_with_residual_thresholds(bundles,
         assert "nearest" not in ds[i].explanation or ds[i].explanation["nearest"] == ref[i].explanation["nearest"]
 
 
-def test_rule_hits_empty_text_and_foreign_language_never_exit(bundles, small_rows):
+def test_empty_text_and_foreign_language_never_exit(bundles, small_rows):
     tri = Triage.load(bundles[0])
-    # a ticket the first stage exits on, then the same text with a rule keyword added
     ds = tri.decide(_tickets(small_rows))
     i = next(i for i, d in enumerate(ds) if d.explanation["stage"] == "cheap")
-    text = small_rows[i]["text"]
-    hit, empty, foreign = tri.decide([
-        {"id": "r", "text": text + " zebrafund", "subject": "", "body": ""},
+    empty, foreign = tri.decide([
         {"id": "e", "subject": "", "body": "   "},
-        {"id": "f", "text": text, "subject": "", "body": "", "language": "xx"}])
-    assert hit.explanation["stage"] == "full" and hit.rule_hits and hit.urgency == "P1"
+        {"id": "f", "text": small_rows[i]["text"], "subject": "", "body": "", "language": "xx"}])
     assert empty.explanation["stage"] == "full" and empty.reason == "empty_text"
     assert foreign.explanation["stage"] == "full" and foreign.reason == "unsupported_language"
+
+
+def _surest_exit(tri, small_rows):
+    ds = tri.decide(_tickets(small_rows))
+    i, d = max(((i, d) for i, d in enumerate(ds) if d.explanation["stage"] == "cheap"), key=lambda x: x[1].confidence)
+    return small_rows[i]["text"], d
+
+
+def _with_rules(tri, rules):
+    from ticket_triage.decision.rules import RuleSet
+
+    tri.rules = RuleSet.from_config({"rules": rules}, taxonomy=tri.taxonomy)
+    return tri
+
+
+def test_rule_hits_exit_only_where_the_full_stage_would_agree(bundles, small_rows):
+    """A rule that only raises urgency or tags, or sets the topic the first stage predicts, may
+    exit, and the decision carries the rule exactly as the full stage records it; a rule that
+    pins the band or sets another topic always goes to the full stage."""
+    tri = Triage.load(bundles[0])
+    text, base = _surest_exit(tri, small_rows)
+    other = next(t for t in tri.topics if t != base.topic)
+    _with_rules(tri, [
+        {"id": "urgent_word", "kind": "refund", "patterns": ["zebrafund"], "raise_urgency": "P1",
+         "secondary_tag": "zebra"},
+        {"id": "same_topic", "kind": "refund", "patterns": ["zebrasame"], "set_topic": base.topic},
+        {"id": "other_topic", "kind": "refund", "patterns": ["zebraother"], "set_topic": other},
+        {"id": "pinned", "kind": "security_incident", "patterns": ["zebrapin"], "pin_band": "review"},
+    ])
+    tickets = [{"id": k, "text": f"{text} {word}", "subject": "", "body": ""}
+               for k, word in (("u", "zebrafund"), ("s", "zebrasame"), ("o", "zebraother"), ("p", "zebrapin"))]
+    urgent, same, diff, pinned = tri.decide(tickets)
+    full = tri._decide_full([__import__("ticket_triage.schema", fromlist=["Ticket"]).Ticket.from_dict(t)
+                             for t in tickets], [t["text"] for t in tickets], None)
+    for d, f in ((urgent, full[0]), (same, full[1])):
+        assert d.explanation["stage"] == "cheap" and d.band == "auto_route"
+        assert (d.topic, d.source, d.urgency, d.rule_hits, d.secondary_tags) == \
+            (f.topic, f.source, f.urgency, f.rule_hits, f.secondary_tags)
+        assert d.explanation["rules"] == f.explanation["rules"]
+    assert urgent.urgency == "P1" and urgent.secondary_tags == ["zebra"] and urgent.source == "model"
+    assert same.source == "rules" and same.reason == "rule_topic:same_topic+above_auto_threshold"
+    assert diff.explanation["stage"] == "full" and diff.topic == other and diff.reason == "rule_topic:other_topic"
+    assert pinned.explanation["stage"] == "full" and pinned.band == "review"
+
+
+def test_a_bundle_built_before_rule_hits_could_exit_sends_them_all_to_the_full_stage(bundles, small_rows, tmp_path):
+    """Its exit thresholds were certified without rule-hit tickets."""
+    old = tmp_path / "old"
+    shutil.copytree(bundles[0], old)
+    state_file = old / CASCADE_DIR / "cascade.json"
+    state = json.loads(state_file.read_text())
+    assert state.pop("rule_hits_exit") is True
+    state_file.write_text(json.dumps(state))
+    tri = Triage.load(old)
+    assert tri.cascade.rule_hits_exit is False
+    text, _ = _surest_exit(tri, small_rows)
+    hit, plain = tri.decide([{"id": "r", "text": text + " zebrafund", "subject": "", "body": ""},
+                             {"id": "n", "text": text, "subject": "", "body": ""}])
+    assert hit.explanation["stage"] == "full" and hit.rule_hits and hit.urgency == "P1"
+    assert plain.explanation["stage"] == "cheap"
+
+
+def test_rule_gate():
+    from types import SimpleNamespace as NS
+
+    from ticket_triage.decision.cascade import rule_allows, rule_gate
+
+    topics = ["a", "b"]
+    hit = [object()]
+    assert rule_gate(NS(hits=[], pinned_band=None, topic=None), topics) == -1
+    assert rule_gate(NS(hits=hit, pinned_band=None, topic=None), topics) == -1
+    assert rule_gate(NS(hits=hit, pinned_band=None, topic="b"), topics) == 1
+    assert rule_gate(NS(hits=hit, pinned_band=None, topic="zzz"), topics) == -2
+    assert rule_gate(NS(hits=hit, pinned_band="review", topic="a"), topics) == -2
+    assert rule_gate(NS(hits=hit, pinned_band=None, topic=None), topics, rule_hits_exit=False) == -2
+    assert rule_allows(np.array([-1, -2, 1, 1]), np.array([0, 0, 1, 0])).tolist() == [True, False, True, False]
 
 
 def test_off_switch_and_bundle_without_cascade(bundles, small_rows):
