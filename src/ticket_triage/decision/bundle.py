@@ -195,10 +195,10 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         exit_th, full, report = joint_exit_search(cfit, full, thresholds, tune_conf, tune_pred, tune_y, topics,
                                                   residual_of, th_cfg,
                                                   max_coverage_loss=cascade_cfg.max_coverage_loss)
-        chosen = next(r for r in report["candidates"]
-                      if (r["candidate"], r["exit_shift"]) == tuple(report["chosen"].values()))
-        log.info("bundle: cascade: exits raised by %g with the thresholds tuned on %s: %d exits + %d routed "
-                 "by the full stage of %d tuning tickets (union lower bound %.4f)", chosen["exit_shift"],
+        chosen = report["chosen_row"]
+        log.info("bundle: cascade: exits raised by %s%g with the thresholds tuned on %s: %d exits + %d routed "
+                 "by the full stage of %d tuning tickets (union lower bound %.4f)",
+                 "up to " if chosen["candidate"] == "per_label" else "", chosen["exit_shift"],
                  "the residual" if chosen["candidate"] == "residual" else "all tickets", chosen["exits"],
                  chosen["full_routed"], len(tune_conf), chosen["union_precision_lower"])
         cfit.stage.exit_thresholds = exit_th

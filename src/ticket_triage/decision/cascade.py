@@ -36,9 +36,10 @@ the guarantee holds for everything auto-routed. Certifying each set on its own a
 also bounds the union (correct_1 + correct_2 >= p*n_1 + p*n_2), but it wastes the first
 stage's margin above p: the residual is the harder part, and on BANKING77 topics the full
 stage then auto-routed its share at 99.7%, 2.3 points of coverage below the plain model.
-Those exits and residual-tuned thresholds compete with exits raised by a small shift and the
-thresholds tuned on all tickets for the rest (:func:`joint_exit_search`): whichever certified
-pair auto-routes the most tuning tickets is kept.
+Those exits and residual-tuned thresholds compete with exits raised by a small shift (one for
+all labels, or per label until each label's exits reach a precision) and the thresholds tuned
+on all tickets for the rest (:func:`joint_exit_search`): whichever certified pair auto-routes
+the most tuning tickets is kept (``max_coverage_loss`` trades some of them for cheap exits).
 ``policy.json`` keeps the thresholds tuned on all tickets, so a bundle loaded with the cascade
 off decides exactly as one built without it; so does a bundle loaded with an LLM fallback
 that covers the auto-route band (no ticket may exit then, and the residual thresholds hold
@@ -238,19 +239,65 @@ EXIT_SHIFTS = (0.0, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.0
                0.15, 0.2, 0.3)
 
 
-def shifted(th: Any, delta: float) -> Any:
-    """A copy of exit thresholds ``th`` with every auto-route threshold raised by ``delta``."""
+def shifted(th: Any, delta: float | Mapping[str, float]) -> Any:
+    """A copy of exit thresholds ``th`` with every auto-route threshold raised by ``delta``
+    (one number, or one per label: labels it does not name stay as they are)."""
     from ticket_triage.decision.thresholds import Thresholds
 
-    auto = {k: (None if v is None else float(v) + delta) for k, v in th.auto_route.items()}
-    return Thresholds(list(th.labels), auto, dict(th.review), dict(th.pinned), {**th.info, "exit_shift": delta})
+    per = dict(delta) if isinstance(delta, Mapping) else None
+    auto = {k: (None if v is None else float(v) + (per.get(k, 0.0) if per is not None else float(delta)))
+            for k, v in th.auto_route.items()}
+    return Thresholds(list(th.labels), auto, dict(th.review), dict(th.pinned),
+                      {**th.info, "exit_shift": per if per is not None else delta})
+
+
+#: the per-label exit precisions the joint search tries (:func:`per_label_shifts`)
+LABEL_PRECISIONS = (0.99, 0.992, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 1.0)
+
+
+def per_label_shifts(cfit: CascadeFit, precision: float, shifts: Sequence[float] = None) -> dict[str, float]:
+    """Per label, the smallest shift of ``shifts`` at which the first stage's exits predicted as
+    that label are at least ``precision`` right on the tuning tickets (the largest shift when
+    none is): labels whose exits are precise keep them, where one uniform shift would raise
+    every label as far as the worst one needs."""
+    stage = cfit.stage
+    topics = list(stage.topics)
+    th0 = stage.exit_thresholds
+    steps = np.asarray(EXIT_SHIFTS if shifts is None else shifts, dtype=float)
+
+    def start(t: str) -> float:  # as Thresholds.band decides auto_route
+        if t in th0.pinned:
+            return -np.inf if th0.pinned[t] == "auto_route" else np.inf
+        return np.inf if th0.auto_route.get(t) is None or t not in th0.review else float(th0.auto_route[t])
+
+    base = np.array([start(t) for t in topics])
+    cold = np.array([t in cfit.cold_start for t in topics])
+    pred_all, conf_all, right_all = [], [], []
+    for probs, ood, eligible, y in cfit.scored.values():
+        pred = probs.argmax(axis=1)
+        keep = np.asarray(eligible, bool) & (ood <= stage.ood_cutoff) & ~cold[pred]
+        pred_all.append(pred[keep])
+        conf_all.append(probs.max(axis=1)[keep])
+        right_all.append((pred == np.asarray(y))[keep])
+    pred, conf, right = np.concatenate(pred_all), np.concatenate(conf_all), np.concatenate(right_all)
+    out: dict[str, float] = {}
+    for k, t in enumerate(topics):
+        mine = pred == k
+        out[t] = float(steps[-1])
+        for d in steps:
+            ex = mine & (conf >= base[k] + d)
+            if not ex.any() or right[ex].mean() >= precision:
+                out[t] = float(d)
+                break
+    return out
 
 
 def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, conf: np.ndarray,
                       pred_idx: np.ndarray, y_idx: np.ndarray, labels: Sequence[str],
                       residual_of: Any, cfg: Mapping[str, Any] | None = None,
                       shifts: Sequence[float] = EXIT_SHIFTS,
-                      max_coverage_loss: float = 0.0) -> tuple[Any, Any, dict[str, Any]]:
+                      max_coverage_loss: float = 0.0,
+                      label_precisions: Sequence[float] = LABEL_PRECISIONS) -> tuple[Any, Any, dict[str, Any]]:
     """Exit thresholds and full-stage thresholds chosen together: (exit, full, report).
 
     Candidates: the certified exits with the thresholds tuned on their residual
@@ -258,8 +305,10 @@ def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, con
     with the thresholds tuned on all tickets (``all_tuned``) for the rest. A raised exit keeps
     fewer, surer tickets in the first stage; the thresholds tuned on all tickets then route
     every residual ticket the plain model routes, so such a candidate's union covers at least
-    what the plain model covers. A candidate counts only when the union of its exits and the
-    residual tickets it routes has a Clopper-Pearson lower bound >= ``target_precision``
+    what the plain model covers. Then, for each precision in ``label_precisions``, the exits
+    raised per label (:func:`per_label_shifts`: each label as little as its own exits need to
+    be that precise) with the thresholds tuned on all tickets. A candidate counts only when
+    the union of its exits and the residual tickets it routes has a Clopper-Pearson lower bound >= ``target_precision``
     (``min_support`` tickets at least) on the tuning tickets (``conf`` / ``pred_idx`` /
     ``y_idx``: the full model's, in the order ``residual_of(exit_val, exit_oos, exit_train)``
     indexes). Among the certified candidates that auto-route at most ``max_coverage_loss``
@@ -296,6 +345,15 @@ def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, con
     plain_routed = routed_by(all_tuned)
     for delta in shifts:
         rows.append(row("all_tickets", float(delta), plain_routed, cfit.exits_with(shifted(cfit.stage.exit_thresholds, delta))))
+    seen: list[dict[str, float]] = []
+    for q in label_precisions:
+        per_label = per_label_shifts(cfit, q, shifts)
+        if per_label in seen:
+            continue
+        seen.append(per_label)
+        rows.append({**row("per_label", max(per_label.values()), plain_routed,
+                           cfit.exits_with(shifted(cfit.stage.exit_thresholds, per_label))),
+                     "label_precision": q, "label_shifts": per_label})
     ok_rows = [r for r in rows if r["certified"]] or rows[:1]
     floor = max(r["auto_routed"] for r in ok_rows) - float(max_coverage_loss) * len(conf)
     best = max((r for r in ok_rows if r["auto_routed"] >= floor),
@@ -305,13 +363,16 @@ def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, con
         full.info["tuned_on"] = ("cascade residual (tickets the first stage does not decide), certified "
                                  "with the first stage's exits")
     else:
-        exit_th = shifted(cfit.stage.exit_thresholds, best["exit_shift"])
+        per_label = best.get("label_shifts")
+        exit_th = shifted(cfit.stage.exit_thresholds, per_label if per_label is not None else best["exit_shift"])
         full = Thresholds(list(all_tuned.labels), dict(all_tuned.auto_route), dict(all_tuned.review),
                           dict(all_tuned.pinned), dict(all_tuned.info))
-        full.info["tuned_on"] = (f"all tuning tickets (the thresholds without the cascade), with the exits raised "
-                                 f"by {best['exit_shift']:g}; certified together with them")
-    report = {"chosen": {k: best[k] for k in ("candidate", "exit_shift")}, "max_coverage_loss": float(max_coverage_loss),
-              "candidates": rows}
+        raised = (f"raised per label (up to {best['exit_shift']:g})" if per_label is not None
+                  else f"raised by {best['exit_shift']:g}")
+        full.info["tuned_on"] = (f"all tuning tickets (the thresholds without the cascade), with the exits "
+                                 f"{raised}; certified together with them")
+    report = {"chosen": {k: best[k] for k in ("candidate", "exit_shift")}, "chosen_row": best,
+              "max_coverage_loss": float(max_coverage_loss), "candidates": rows}
     full.info["joint_exit_search"] = report
     return exit_th, full, report
 

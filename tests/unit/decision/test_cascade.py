@@ -290,15 +290,19 @@ def _thresholds(auto, labels=("a", "b")):
     return Thresholds(list(labels), {lab: auto for lab in labels}, {lab: 0.1 for lab in labels}, {}, {"id": auto})
 
 
-def _synthetic_fit(n=3000, wrong_band=(0.9, 0.94), seed=0):
+def _synthetic_fit(n=3000, wrong_band=(0.9, 0.94), seed=0, wrong_true_label=None):
     """A first stage whose exits (certified at 0.9) are wrong when its confidence is in
-    ``wrong_band``; the full model is right on every ticket."""
+    ``wrong_band`` (when ``wrong_true_label`` is given, only on half of that label's tickets
+    there, predicted as the other label: the first label's exits are right then); the full
+    model is right on every ticket."""
     from ticket_triage.decision.cascade import CascadeFit, CheapStage
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
     conf = rng.uniform(0.5, 1.0, n)
     wrong = (conf >= wrong_band[0]) & (conf < wrong_band[1])
+    if wrong_true_label is not None:
+        wrong &= (y == wrong_true_label) & (rng.uniform(0, 1, n) < 0.5)
     pred = np.where(wrong, 1 - y, y)
     probs = np.zeros((n, 2))
     probs[np.arange(n), pred] = conf
@@ -321,9 +325,12 @@ def test_joint_search_raises_the_exits_until_the_union_is_certified():
     cfg = {"target_precision": 0.99, "confidence": 0.9, "min_support": 30}
     exit_th, full, report = joint_exit_search(fit, residual_tuned, plain, full_conf, full_pred, y, ["a", "b"],
                                               lambda ev, eo, et: ~ev, cfg)
-    rows = {(r["candidate"], r["exit_shift"]): r for r in report["candidates"]}
+    rows = {(r["candidate"], r["exit_shift"]): r for r in report["candidates"] if r["candidate"] != "per_label"}
     assert len(rows) == 1 + len(EXIT_SHIFTS)
     assert not rows[("all_tickets", 0.0)]["certified"]   # the wrong exits sink the union's bound
+    # both labels are wrong in the same band: per label, both are raised alike
+    per = [r for r in report["candidates"] if r["candidate"] == "per_label"]
+    assert per and all(r["label_shifts"]["a"] == r["label_shifts"]["b"] for r in per)
     chosen = report["chosen"]
     assert chosen["candidate"] == "all_tickets"
     # the smallest shift that lifts the exits above the wrong band (0.9 + 0.04)
@@ -334,6 +341,37 @@ def test_joint_search_raises_the_exits_until_the_union_is_certified():
     assert full.auto_route == plain.auto_route and full is not plain
     assert "joint_exit_search" not in plain.info  # the policy's own thresholds are not touched
     assert fit.stage.exit_thresholds.auto_route == {"a": 0.9, "b": 0.9}  # nor the certified exits
+
+
+def test_per_label_search_raises_only_the_label_whose_exits_are_wrong():
+    from ticket_triage.decision.cascade import joint_exit_search, per_label_shifts
+
+    # every wrong exit is predicted "b" (true "a"): "a"'s exits are all right, also in the band
+    fit, full_conf, full_pred, y = _synthetic_fit(n=6000, wrong_true_label=0)
+    shifts = per_label_shifts(fit, 0.99)
+    assert shifts["a"] == 0.0 and 0.0 < shifts["b"] <= 0.04
+    assert per_label_shifts(fit, 0.5) == {"a": 0.0, "b": 0.0}
+    cfg = {"target_precision": 0.99, "confidence": 0.9, "min_support": 30}
+    exit_th, full, report = joint_exit_search(fit, _thresholds(0.99), _thresholds(0.6), full_conf, full_pred, y,
+                                              ["a", "b"], lambda ev, eo, et: ~ev, cfg)
+    per = next(r for r in report["candidates"] if r["candidate"] == "per_label" and r["label_precision"] == 0.99)
+    assert per["label_shifts"] == shifts and per["certified"]
+    # it keeps "a"'s exits that the same shift for every label gives up
+    same = next(r for r in report["candidates"] if r["candidate"] == "all_tickets" and r["exit_shift"] == shifts["b"])
+    assert per["exits"] > same["exits"] and per["auto_routed"] >= same["auto_routed"]
+    # the winner: the most cheap exits among the certified candidates that route the most
+    ok = [r for r in report["candidates"] if r["certified"]]
+    top = max(r["auto_routed"] for r in ok)
+    chosen = report["chosen_row"]
+    assert chosen["auto_routed"] == top and chosen["exits"] == max(r["exits"] for r in ok if r["auto_routed"] == top)
+    assert fit.stage.exit_thresholds.auto_route == {"a": 0.9, "b": 0.9}  # the certified exits are not touched
+    # on a coarser grid the per-label exits win, and they are what the first stage gets
+    exit_th, full, report = joint_exit_search(fit, _thresholds(0.99), _thresholds(0.6), full_conf, full_pred, y,
+                                              ["a", "b"], lambda ev, eo, et: ~ev, cfg, shifts=(0.0, 0.04, 0.1),
+                                              label_precisions=(0.99,))
+    assert report["chosen"]["candidate"] == "per_label"
+    assert exit_th.auto_route == {"a": 0.9, "b": 0.9 + report["chosen_row"]["label_shifts"]["b"]}
+    assert full.auto_route == _thresholds(0.6).auto_route
 
 
 def test_joint_search_keeps_the_certified_exits_when_nothing_else_is_certified():
