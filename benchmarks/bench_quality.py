@@ -150,14 +150,27 @@ def run_family(family: str, dataset: str, overrides: list[str], seed: int) -> di
         bundle = build_bundle(clf2, fit_rows, val_rows, params, Path(d) / "b", label_level="topic",
                               model_version=f"bench-quality-{family}-{dataset}")
         tri = Triage.load(bundle)
-        ds = tri.decide([{"id": r["id"], "text": r["text"], "language": r.get("language") or "",
-                          "subject": "", "body": ""} for r in test])
+        tickets = [{"id": r["id"], "text": r["text"], "language": r.get("language") or "", "subject": "", "body": ""}
+                   for r in test]
+        ds = tri.decide(tickets)
+        without = None
+        if tri.cascade is not None:  # the same bundle with the cascade off, on the same tickets
+            ds_off = Triage.load(bundle, cascade=False).decide(tickets)
+            m_off = auto_route_metrics([x.band for x in ds_off], y_test, [x.topic for x in ds_off])
+            without = {"auto_share": m_off["coverage"], "auto_n": m_off["auto_n"],
+                       "auto_precision": None if m_off["auto_precision"] != m_off["auto_precision"]
+                       else m_off["auto_precision"]}
     m = auto_route_metrics([x.band for x in ds], y_test, [x.topic for x in ds])
     prec = m["auto_precision"]
     policy = {"auto_share": m["coverage"], "auto_n": m["auto_n"], "auto_precision": None if prec != prec else prec,
               "bands": dict(Counter(x.band for x in ds)),
               "review_reasons": dict(Counter(x.reason.split(":")[0] for x in ds if x.band == "review")),
               **{f"decided_{k}": v for k, v in _macro(y_test, [x.topic or "" for x in ds]).items()}}
+    if without is not None:  # thresholds.cascade.enabled=true: which stage decided, and the plain model
+        cheap = [x.topic == yt for x, yt in zip(ds, y_test) if x.explanation.get("stage") == "cheap"]
+        policy["cascade"] = {"cheap_share": len(cheap) / max(1, len(ds)),
+                             "cheap_precision": sum(cheap) / len(cheap) if cheap else None,
+                             "without_cascade": without}
     res["policy"] = policy
     if dataset in SETFIT_BASELINE:
         res["setfit_baseline_macro_f1"] = SETFIT_BASELINE[dataset]
@@ -207,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[quality] {ds} / {fam}: macro-F1 {r['macro_f1']:.4f}, auto-routed {p['auto_share']:.1%} "
                   f"at {p['auto_precision'] if p['auto_precision'] is not None else float('nan'):.1%} "
                   f"({r['seconds']} s)", file=sys.stderr, flush=True)
+            if "cascade" in p:
+                c, w = p["cascade"], p["cascade"]["without_cascade"]
+                print(f"[quality] {ds} / {fam}: cascade decided {c['cheap_share']:.1%} cheaply; without it "
+                      f"{w['auto_share']:.1%} auto-routed at "
+                      f"{w['auto_precision'] if w['auto_precision'] is not None else float('nan'):.1%}",
+                      file=sys.stderr, flush=True)
     cpu = subprocess.run(["bash", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True,
                          text=True).stdout.strip()
     res = {"command": " ".join(["bench_quality.py", *(argv if argv is not None else sys.argv[1:])]),

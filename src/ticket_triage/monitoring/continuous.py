@@ -194,8 +194,12 @@ def _decide_unlabelled(run: _Run, recent_path: str | Path | None) -> None:
     ref_rows, ref_source = reference_rows(triage, cc, split_dir, run.seed)
     if not recent_rows:
         raise ValueError(f"{rp} holds no tickets: point monitor.continuous.recent_path at recent traffic")
-    recent_frame, recent_decisions = decide_frame(triage, recent_rows)
-    ref_frame, _ = decide_frame(triage, ref_rows)
+    from ticket_triage.monitoring.drift import DriftConfig
+
+    # the embedding drift test uses at most this many rows a side: embed no more
+    embed_max = DriftConfig.from_dict(run.ev.get("drift")).embedding.max_samples
+    recent_frame, recent_decisions = decide_frame(triage, recent_rows, embed_max=embed_max, seed=run.seed)
+    ref_frame, _ = decide_frame(triage, ref_rows, embed_max=embed_max, seed=run.seed)
     run.r.update(split_dir=split_dir, recent_path=rp, recent_rows=recent_rows, ref_rows=ref_rows,
                  ref_source=ref_source, recent_frame=recent_frame,
                  recent_decisions=recent_decisions, ref_frame=ref_frame)

@@ -403,7 +403,9 @@ def _embeddings(frame: pd.DataFrame, given: np.ndarray | None) -> np.ndarray | N
     if given is not None:
         return np.asarray(given, dtype=float)
     if "embedding" in frame.columns and len(frame):
-        return np.vstack([np.asarray(v, dtype=float) for v in frame["embedding"]])
+        # rows without one (decide_frame embeds a sample when asked) are left out
+        vals = [np.asarray(v, dtype=float) for v in frame["embedding"] if v is not None]
+        return np.vstack(vals) if vals else None
     return None
 
 

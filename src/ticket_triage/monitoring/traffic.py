@@ -80,9 +80,15 @@ def reference_rows(triage: Any, cc: ContinuousConfig, split_dir: Path, seed: int
 
 
 # -- scoring unlabelled traffic ---------------------------------------------------------------
-def decide_frame(triage: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[Any, list[Any]]:
+def decide_frame(triage: Any, rows: Sequence[Mapping[str, Any]], *, embed_max: int | None = None,
+                 seed: int = 0) -> tuple[Any, list[Any]]:
     """Decide ``rows`` and build the drift frame: id, text, predicted, confidence,
-    out_of_scope (and ``embedding`` when the model family has embeddings)."""
+    out_of_scope (and ``embedding`` when the model family has embeddings).
+
+    ``embed_max``: embed at most that many rows (a seeded random sample; the others get None).
+    The embedding drift test subsamples each side to ``monitor.drift.embedding.max_samples``
+    anyway, so embedding 100,000 recent tickets to use 2,000 of them was most of a continuous
+    evaluation's time once the cascade decided most tickets without the encoder."""
     import pandas as pd
 
     from ticket_triage.schema import Ticket
@@ -96,7 +102,13 @@ def decide_frame(triage: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[Any, l
                           "predicted": [d.topic for d in decisions],
                           "confidence": [float(d.confidence) for d in decisions],
                           "out_of_scope": [d.reason == "out_of_scope" for d in decisions]})
-    emb = triage.classifier.embed(texts) if texts else None
+    idx = np.arange(len(texts))
+    if embed_max is not None and len(texts) > embed_max:
+        idx = np.sort(np.random.default_rng(seed).choice(len(texts), int(embed_max), replace=False))
+    emb = triage.classifier.embed([texts[i] for i in idx]) if len(idx) else None
     if emb is not None:
-        frame["embedding"] = list(emb)
+        col: list[Any] = [None] * len(texts)
+        for i, e in zip(idx, emb):
+            col[int(i)] = e
+        frame["embedding"] = col
     return frame, decisions
