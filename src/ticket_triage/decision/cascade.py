@@ -152,13 +152,9 @@ class CheapStage:
               cold_start: Sequence[str] = ()) -> np.ndarray:
         """Boolean mask of the tickets the first stage decides."""
         pred = probs.argmax(axis=1)
-        conf = probs.max(axis=1)
-        out = np.asarray(eligible, bool) & (ood <= self.ood_cutoff)
-        for i in np.flatnonzero(out):
-            topic = self.topics[int(pred[i])]
-            out[i] = (topic not in cold_start
-                      and self.exit_thresholds.band(topic, float(conf[i]))[0] == "auto_route")
-        return out
+        cold = np.array([t in cold_start for t in self.topics], dtype=bool)
+        return (np.asarray(eligible, bool) & (ood <= self.ood_cutoff) & ~cold[pred]
+                & self.exit_thresholds.auto_routes(self.topics, pred, probs.max(axis=1)))
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, bundle: Path) -> Path:
@@ -255,38 +251,30 @@ def shifted(th: Any, delta: float | Mapping[str, float]) -> Any:
 LABEL_PRECISIONS = (0.99, 0.992, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 1.0)
 
 
-def per_label_shifts(cfit: CascadeFit, precision: float, shifts: Sequence[float] = None) -> dict[str, float]:
+def per_label_shifts(cfit: CascadeFit, precision: float,
+                     shifts: Sequence[float] | None = None) -> dict[str, float]:
     """Per label, the smallest shift of ``shifts`` at which the first stage's exits predicted as
     that label are at least ``precision`` right on the tuning tickets (the largest shift when
     none is): labels whose exits are precise keep them, where one uniform shift would raise
     every label as far as the worst one needs."""
+    import dataclasses
+
     stage = cfit.stage
     topics = list(stage.topics)
-    th0 = stage.exit_thresholds
     steps = np.asarray(EXIT_SHIFTS if shifts is None else shifts, dtype=float)
-
-    def start(t: str) -> float:  # as Thresholds.band decides auto_route
-        if t in th0.pinned:
-            return -np.inf if th0.pinned[t] == "auto_route" else np.inf
-        return np.inf if th0.auto_route.get(t) is None or t not in th0.review else float(th0.auto_route[t])
-
-    base = np.array([start(t) for t in topics])
-    cold = np.array([t in cfit.cold_start for t in topics])
-    pred_all, conf_all, right_all = [], [], []
-    for probs, ood, eligible, y in cfit.scored.values():
-        pred = probs.argmax(axis=1)
-        keep = np.asarray(eligible, bool) & (ood <= stage.ood_cutoff) & ~cold[pred]
-        pred_all.append(pred[keep])
-        conf_all.append(probs.max(axis=1)[keep])
-        right_all.append((pred == np.asarray(y))[keep])
-    pred, conf, right = np.concatenate(pred_all), np.concatenate(conf_all), np.concatenate(right_all)
+    scored = list(cfit.scored.values())  # (probs, ood, eligible, y) per tuning set
+    preds = [probs.argmax(axis=1) for probs, _, _, _ in scored]
+    rights = [p == np.asarray(y) for p, (_, _, _, y) in zip(preds, scored)]
     out: dict[str, float] = {}
     for k, t in enumerate(topics):
-        mine = pred == k
         out[t] = float(steps[-1])
         for d in steps:
-            ex = mine & (conf >= base[k] + d)
-            if not ex.any() or right[ex].mean() >= precision:
+            trial = dataclasses.replace(stage, exit_thresholds=shifted(stage.exit_thresholds, {t: float(d)}))
+            n = right = 0
+            for (probs, ood, eligible, _), p, r in zip(scored, preds, rights):
+                ex = trial.exits(probs, ood, eligible, cfit.cold_start) & (p == k)
+                n, right = n + int(ex.sum()), right + int(r[ex].sum())
+            if n == 0 or right / n >= precision:
                 out[t] = float(d)
                 break
     return out
@@ -326,8 +314,7 @@ def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, con
     labels = list(labels)
 
     def routed_by(th: Any) -> np.ndarray:
-        return np.array([th.band(labels[int(p)], float(cf))[0] == "auto_route" for p, cf in zip(pred_idx, conf)],
-                        dtype=bool)
+        return th.auto_routes(labels, pred_idx, conf)
 
     def row(name: str, delta: float, full_routed: np.ndarray, exits: tuple) -> dict[str, Any]:
         ev, eo, et, x0 = exits

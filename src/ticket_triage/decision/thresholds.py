@@ -168,6 +168,17 @@ class Thresholds:
         """Vectorised convenience over ``band``."""
         return [self.band(lab, c) for lab, c in zip(pred_labels, np.asarray(conf, dtype=float))]
 
+    def auto_routes(self, labels: Sequence[str], pred_idx: np.ndarray, conf: np.ndarray) -> np.ndarray:
+        """Boolean mask: ``band(labels[pred_idx[i]], conf[i])`` is ``auto_route``, in numpy (the
+        cascade evaluates it on every batch and on ~10k tuning tickets per candidate)."""
+        pinned_auto = np.array([self.pinned.get(lab) == "auto_route" for lab in labels] + [False])
+        floor = np.array([np.inf if lab not in self.review or lab in self.pinned or self.auto_route.get(lab) is None
+                          else float(self.auto_route[lab]) for lab in labels] + [np.inf])
+        idx = np.asarray(pred_idx, dtype=int)
+        idx = np.where((idx >= 0) & (idx < len(labels)), idx, len(labels))  # out of range: unknown label
+        conf = np.asarray(conf, dtype=float)
+        return pinned_auto[idx] | (np.isfinite(conf) & (conf >= floor[idx]))
+
     def report(self, conf: np.ndarray, pred_idx: np.ndarray, y_idx: np.ndarray,
                confidence: float | None = None) -> list[dict[str, Any]]:
         """Per-label rows (plus an ``__all__`` row) on a labelled split: thresholds, tickets

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+from ticket_triage.text.signatures import _NAME_TOKEN  # a capitalised name or a [NAME]-style placeholder
+
 _GREETING = (
     r"hi|hello|hey|hiya|howdy|dear|greetings|good[ \t]+(?:morning|afternoon|evening|day)"
     r"|hallo|moin|servus|guten[ \t]+(?:tag|morgen|abend)|sehr[ \t]+geehrte[rs]?|liebe[rs]?"
@@ -37,7 +39,7 @@ _ADDRESS_WORDS = (
     r"team|all|there|everyone|everybody|folks|guys|support|sir|madam|or|and|und|zusammen"
     r"|allerseits|leute|damen|herren|tous|todos|tutti|iedereen|pessoal|et|y|e|en|a|à|to"
 )
-_ADDRESS = r"(?:[A-ZÀ-ÖØ-Þ][\w'’.-]*|\[[^\]\n]{1,30}\]|(?i:" + _ADDRESS_WORDS + r"))"
+_ADDRESS = r"(?:" + _NAME_TOKEN + r"|(?i:" + _ADDRESS_WORDS + r"))"
 _OPENING = re.compile(
     r"[ \t]*(?i:" + _GREETING + r")(?:[ \t]+" + _ADDRESS + r"){0,5}"
     r"[ \t]*(?:[,:!.;–—-]+[ \t]*\n?|\n)\s*"
@@ -52,10 +54,9 @@ _THANKS_TAIL = (
     r"(?:[ \t]+(?:in[ \t]+advance|again|so[ \t]+much|very[ \t]+much|a[ \t]+lot|for[ \t]+your[ \t]+help"
     r"|im[ \t]+voraus|schön|d'avance|beaucoup))?"
 )
-_NAME = r"(?:[A-ZÀ-ÖØ-Þ][\w'’.-]*|\[[^\]\n]{1,30}\])"
 _CLOSING = re.compile(
     r"(?<=[.!?)])[ \t]+(?:(?i:" + _THANKS + r")" + r"(?i:" + _THANKS_TAIL + r")"
-    r"[ \t]*[.!,]*(?:[ \t]*" + _NAME + r"(?:[ \t]+" + _NAME + r"){0,2})?[ \t]*[.!]*"
+    r"[ \t]*[.!,]*(?:[ \t]*" + _NAME_TOKEN + r"(?:[ \t]+" + _NAME_TOKEN + r"){0,2})?[ \t]*[.!]*"
     r"|\((?i:sent[ \t]+from[ \t]+my)[^\n()]{1,30}\)[ \t]*[.!]?)[ \t]*$"
 )
 _CLOSING_HINTS = ("than", "thx", "dank", "merci", "graci", "grazie", "bedankt", "obrigad", "sent from")

@@ -147,3 +147,23 @@ def test_routed_before_certifies_the_union() -> None:
     assert worse.auto_route["a"] is None
     with pytest.raises(ValueError, match="routed_before"):
         tune_thresholds(conf, pred, y, ["a", "b"], cfg, routed_before=(10, 11))
+
+
+def test_auto_routes_agrees_with_band():
+    """The numpy mask the cascade uses is ``band(...) == "auto_route"`` ticket by ticket:
+    pinned labels (to auto_route and to review), a label that never auto-routes, NaN and
+    infinite confidences, an index outside the labels."""
+    import numpy as np
+
+    from ticket_triage.decision.thresholds import Thresholds
+
+    labels = ["a", "b", "c", "d", "e"]
+    th = Thresholds(labels[:4], {"a": 0.8, "b": None, "c": 0.6, "d": 0.5}, {lab: 0.3 for lab in labels[:4]},
+                    {"c": "review", "d": "auto_route"})
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0, 1, 400)
+    conf[:8] = [np.nan, np.inf, -np.inf, 0.8, 0.79999, 1.0, 0.0, np.nan]
+    pred = rng.integers(0, len(labels) + 1, 400)  # index 5 is outside the labels
+    expected = [th.band(labels[p] if p < len(labels) else None, c)[0] == "auto_route" for p, c in zip(pred, conf)]
+    assert th.auto_routes(labels, pred, conf).tolist() == expected
+    assert any(expected) and not all(expected)
