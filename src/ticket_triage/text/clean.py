@@ -59,7 +59,8 @@ __all__ = [
     "unescape_literals",
 ]
 
-CLEANING_VERSION = "3"  # 2: PII redaction of issue 14 (text/pii.py); 3: greetings (text/greetings.py)
+CLEANING_VERSION = "4"  # 2: PII redaction of issue 14 (text/pii.py); 3: greetings (text/greetings.py);
+# 4: version / build numbers and log fields are no longer [PHONE] (text/pii.py)
 
 _log = logging.getLogger(__name__)
 

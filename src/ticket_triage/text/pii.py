@@ -48,6 +48,9 @@ _DATE_PREFIX = re.compile(
     r"(?:\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})(?:\D|$)"
 )
 _PHONE_SEP = re.compile(r"[ .()/-]+")
+# software versions and builds in bug reports: 5.15.0-1041(-azure), 2023.11.12681021, 0.8.2023091501
+_VERSION = re.compile(r"\d+(?:\.\d+){2,}(?:-\d+)?")
+_CODE_POSITION = re.compile(r"(?:\.[A-Za-z]\w{0,4}|\d):$")  # "main.js:" or "14780:" right before the digits
 _DOTS_ONLY = re.compile(r"[\d.]+")
 _THOUSANDS = re.compile(r"\d{1,3}(?:[.,]\d{3})+|\d{1,2}(?: \d{3})+")
 _YEAR_RANGE = re.compile(r"(?:19|20)\d\d ?[-/–] ?(?:19|20)\d\d")
@@ -387,6 +390,10 @@ def _phone_sub(m: re.Match[str]) -> str:
     ):
         return s
     groups = [g for g in _PHONE_SEP.split(s) if g]
+    if _VERSION.fullmatch(s) and (len(groups[0]) == 1 or max(map(len, groups)) > 4):
+        return s  # a version or build number (a dotted phone number has no 1-digit lead, no 5+ digit group)
+    if _CODE_POSITION.search(before):
+        return s  # a log field or a source position: [14780:0912/210820.464:ERROR, data.js:1035-1082
     trunk = s[0] == "0" or s[0] == "("
     if len(groups) == 1:
         # A bare digit run is a phone number only in local trunk format (0...).
