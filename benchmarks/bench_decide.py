@@ -24,7 +24,10 @@ times, in the same run on the same texts, (a) a bare sentence-transformers MiniL
 (batch 64, the baseline every ratio is against), (b) ``decide`` with the bundle's cascade and
 (c) ``decide`` with it off (``Triage.load(..., cascade=False)``), each in batches of the
 throughput batch size, the embedding cache cleared before each; plus the share of tickets the
-cheap stage decided. Run timed benchmarks under the shared lock:
+cheap stage decided; and (d), with ``--workers N`` (default 2), the cascade decide on N worker
+processes (``DecisionPool``, what ``triage score --workers N`` runs; frames of the throughput
+batch size, pickling both ways included; the workers have never seen the texts), with the
+share of its decisions that match (a)'s topic and band. Run timed benchmarks under the shared lock:
 
     flock /tmp/tt-bench.lock .venv/bin/python benchmarks/bench_decide.py [--bundle artifacts/train/winner]
 """
@@ -56,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="fresh tickets per repeat (test.csv holds 3,080: 32 warm-up + 3 x 1,016)")
     ap.add_argument("--throughput-repeats", type=int, default=3)
     ap.add_argument("--skip-stages", action="store_true", help="only the cascade throughput section")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="also time the cascade decide on this many worker processes "
+                         "(ticket_triage.batch.pool.DecisionPool, as `triage score --workers N`) on the same "
+                         "texts; 0 or 1 skips it")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not (Path(args.bundle) / "policy.json").is_file():
@@ -131,6 +138,8 @@ def _cpu_model() -> str:
 def _throughput(args, tri) -> dict:
     """Tickets/s of decide with and without the cascade against a bare MiniLM fp32 encode of the
     same fresh texts, median of --throughput-repeats (see the module docstring)."""
+    import numpy as np
+
     from ticket_triage.decision.triage import Triage
     from ticket_triage.models.encoder import EMBEDDING_CACHE, load_sentence_encoder
 
@@ -151,6 +160,21 @@ def _throughput(args, tri) -> dict:
     plain.decide([{"subject": "", "body": t} for t in fresh(16)])
     runs = {"bare_encoder": [], "decide_cascade": [], "decide_full": []}
     shares = []
+    dpool, agree = None, []
+    if args.workers > 1:
+        import pandas as pd
+
+        from ticket_triage.batch.pool import DecisionPool
+
+        dpool = DecisionPool(args.bundle, args.workers, batch_size=bs).warm()
+        runs[f"decide_cascade_{args.workers}_workers"] = []
+
+    def timed_pool(texts):
+        frames = [pd.DataFrame({"id": [str(i) for i in range(k, min(k + bs, len(texts)))], "body": texts[k:k + bs]})
+                  for k in range(0, len(texts), bs)]
+        s = time.perf_counter()
+        out = pd.concat(list(dpool.map(frames)), ignore_index=True)
+        return n / (time.perf_counter() - s), out
 
     def timed_decide(triage, texts):
         EMBEDDING_CACHE.clear()
@@ -171,6 +195,12 @@ def _throughput(args, tri) -> dict:
             shares.append(sum(d.explanation.get("stage") == "cheap" for d in ds) / n)
         tps, _ = timed_decide(plain, texts)
         runs["decide_full"].append(tps)
+        if dpool is not None:
+            tps, frame = timed_pool(texts)
+            runs[f"decide_cascade_{args.workers}_workers"].append(tps)
+            if tri.cascade is not None:  # the pool decides exactly as this process does
+                agree.append(float(np.mean([(d.topic, d.band) == (t, b) for d, t, b
+                                            in zip(ds, frame["topic"], frame["band"])])))
         print(f"repeat {rep + 1}/{args.throughput_repeats}: " + ", ".join(
             f"{k} {v[-1]:.0f}/s" for k, v in runs.items() if v), flush=True)
     med = {k: round(statistics.median(v), 1) for k, v in runs.items() if v}
@@ -180,6 +210,10 @@ def _throughput(args, tri) -> dict:
            "ratio_to_bare_encoder": {k: round(v / med["bare_encoder"], 2) for k, v in med.items() if k != "bare_encoder"}}
     if shares:
         out["cheap_stage_share"] = round(statistics.median(shares), 4)
+    if dpool is not None:
+        dpool.close()
+        out["workers"] = {"processes": args.workers, "threads_per_worker": dpool.threads,
+                          "same_topic_and_band_as_one_process": min(agree) if agree else None}
     print("throughput (median): " + json.dumps(out["tickets_per_s_median"]) + " ratio to bare encoder "
           + json.dumps(out["ratio_to_bare_encoder"]) + (f"; cheap stage decided {out['cheap_stage_share']:.1%}"
                                                          if shares else ""), flush=True)

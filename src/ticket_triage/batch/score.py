@@ -8,7 +8,9 @@ Two engines, one decision function (:func:`ticket_triage.batch.frames.decide_chu
 
 * ``local``: this process reads the input in chunks (pyarrow / pandas), decides each chunk and
   appends it to one Parquet file; memory stays bounded by the chunk size; a progress bar (or,
-  when stderr is not a terminal, a log line every ~10%) shows tickets/s.
+  when stderr is not a terminal, a log line every ~10%) shows tickets/s; with ``--workers N``
+  the chunks are decided by N worker processes (:class:`ticket_triage.batch.pool.DecisionPool`)
+  and still written in input order;
 * ``spark``: :func:`ticket_triage.batch.spark.score_spark` (Spark reads, executors decide with
   one ``Triage`` per Python worker, Spark writes a Parquet folder).
 """
@@ -155,8 +157,9 @@ class _Progress:
 
 
 def score_local(triage: Any, path: str | Path, out: str | Path, *, fmt: str | None = None,
-                chunk_rows: int = 2048, progress: bool = True) -> ScoreReport:
-    """Score in this process; writes one Parquet file at ``out``."""
+                chunk_rows: int = 2048, progress: bool = True, pool: Any = None) -> ScoreReport:
+    """Score in this process, or with ``pool`` (a :class:`~ticket_triage.batch.pool.DecisionPool`)
+    on several cores, chunks in input order; writes one Parquet file at ``out``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -166,14 +169,15 @@ def score_local(triage: Any, path: str | Path, out: str | Path, *, fmt: str | No
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    rep = ScoreReport("local", str(path), str(out), [str(f) for f in files],
-                      model_version=getattr(triage, "model_version", None))
+    rep = ScoreReport("local" if pool is None else f"local x{pool.workers}", str(path), str(out),
+                      [str(f) for f in files], model_version=getattr(triage, "model_version", None))
     bar = _Progress(count_rows(files, fmt) if progress else None, "score") if progress else None
     t0 = time.perf_counter()
     writer = None
     try:
-        for chunk in iter_chunks(files, fmt, chunk_rows):
-            dec = decide_chunk(triage, chunk)
+        chunks = iter_chunks(files, fmt, chunk_rows)
+        decided = pool.map(chunks) if pool is not None else (decide_chunk(triage, c) for c in chunks)
+        for dec in decided:
             table = pa.Table.from_pandas(dec, preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)

@@ -294,12 +294,17 @@ def limit_blas_threads(env: "os._Environ[str] | dict[str, str] | None" = None) -
     return n
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use (affinity aware: a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def encoder_threads() -> int:
     """Threads for an encoder: TRIAGE_TORCH_THREADS when set, else the CPUs this process may
     use (affinity aware), never more than those."""
-    try:
-        avail = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        avail = os.cpu_count() or 1
+    avail = available_cpus()
     env = os.environ.get("TRIAGE_TORCH_THREADS")
     return max(1, min(int(env) if env else avail, avail))

@@ -98,6 +98,33 @@ def test_formats_and_folders_give_the_same_decisions(tmp_path, triage, tickets):
         pd.testing.assert_frame_equal(outs[0], o)
 
 
+def test_worker_processes_give_the_same_decisions_in_input_order(tmp_path, triage, tiny_bundle, tickets, capsys):
+    """`triage score --workers 2`: two spawned processes, each with the bundle, chunks of 7 rows
+    (several per worker, so the order is the pool's to keep), the same file as one process."""
+    src = tmp_path / "in.csv"
+    tickets.to_csv(src, index=False)
+    score_local(triage, src, tmp_path / "one.parquet", chunk_rows=7, progress=False)
+    assert main(["score", str(src), "--out", str(tmp_path / "two.parquet"), "--bundle", str(tiny_bundle),
+                 "--workers", "2", "--chunk-rows", "7"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["engine"] == "local x2" and report["rows"] == len(tickets)
+    one, two = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "two.parquet")
+    assert list(two["id"]) == list(one["id"])  # input order, not completion order
+    pd.testing.assert_frame_equal(one, two)
+
+
+def test_worker_count_must_be_positive_or_auto(tmp_path, tiny_bundle, capsys):
+    from ticket_triage.batch.pool import resolve_workers
+    from ticket_triage.models.base import available_cpus
+
+    assert resolve_workers("auto") == available_cpus() and resolve_workers("3") == 3
+    (tmp_path / "a.csv").write_text("id,body\n1,my card was declined\n")
+    for bad in ("0.5", "-1", "many"):
+        assert main(["score", str(tmp_path / "a.csv"), "--out", str(tmp_path / "o.parquet"),
+                     "--bundle", str(tiny_bundle), "--workers", bad]) == 2
+        assert "workers must be a positive number or 'auto'" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_refused_with_what_to_do(tmp_path, tiny_bundle, capsys):
     assert main(["score", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.parquet"),
                  "--bundle", str(tiny_bundle)]) == 2
