@@ -48,6 +48,7 @@ from ticket_triage.service.metrics import (
     MAX_TAGS,
     RequestSizeLimit,
     get_metrics,
+    service_workers,
 )
 from ticket_triage.bundles import bento_model_tag, resolve_bundle
 
@@ -139,7 +140,8 @@ def _bento_model_path() -> str:
     name="ticket_triage",
     traffic={"timeout": 60, "max_concurrency": 128},
     threads=8,  # sync APIs run in a pool of this size; LLM calls wait on I/O
-    workers=1,
+    # processes, each with the bundle loaded; see service_workers() for what two of them share
+    workers=service_workers(),
     resources={"cpu": "1"},
     # BentoML's access log writes a line per request through `logging`: ~8% of the time the server
     # held the GIL at 8 clients (py-spy, 2026-12-06). Off unless TRIAGE_ACCESS_LOG=1; /metrics counts requests.

@@ -130,3 +130,13 @@ def test_metrics_record_llm_deltas_and_decisions():
     assert _value("triage_errors_total", endpoint="classify", kind="ValueError") >= 1
     assert isinstance(m, TriageMetrics)
     json.dumps(llm.stats())
+
+
+def test_service_workers_from_the_environment():
+    from ticket_triage.service.metrics import service_workers
+
+    assert service_workers({}) == 1
+    assert service_workers({"TRIAGE_SERVICE_WORKERS": " 2 "}) == 2
+    for bad in ("0", "-3", "two", "1.5"):
+        with pytest.raises(ValueError, match="TRIAGE_SERVICE_WORKERS=.*1 or more"):
+            service_workers({"TRIAGE_SERVICE_WORKERS": bad})

@@ -28,6 +28,7 @@ __all__ = [
     "RequestSizeLimit",
     "TriageMetrics",
     "get_metrics",
+    "service_workers",
 ]
 
 MAX_BODY_CHARS = 65_536          # a ticket body longer than this is refused (4xx naming the field)
@@ -140,6 +141,27 @@ def get_metrics() -> TriageMetrics:
 # --------------------------------------------------------------------------------------
 # Request size limit
 # --------------------------------------------------------------------------------------
+
+def service_workers(env: Mapping[str, str] | None = None) -> int:
+    """How many service processes BentoML starts: ``TRIAGE_SERVICE_WORKERS`` (default 1).
+
+    A decision is mostly single-threaded Python (cleaning, rules, the cascade's TF-IDF first
+    stage), so on a machine with several cores more processes answer more requests at once
+    (benchmarks/README.md, "Service"). Each process loads the bundle (memory x N) and keeps its own
+    embedding cache and its own per-client review quota (a client spread over N processes may
+    queue up to N times ``review.max_items_per_client_per_minute``); the review queue, the
+    helpdesk state and the metrics are shared (database, Prometheus multiprocess directory)."""
+    import os
+
+    raw = ((os.environ if env is None else env).get("TRIAGE_SERVICE_WORKERS") or "1").strip()
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"TRIAGE_SERVICE_WORKERS={raw!r}: give a whole number of service processes, 1 or more")
+    return n
+
 
 class RequestSizeLimit:
     """ASGI middleware: 413 JSON for request bodies over the per-path byte limit.
