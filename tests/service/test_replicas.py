@@ -1,7 +1,8 @@
 """Two service replicas (two real `bentoml serve` processes, as behind a load balancer) share one
 review queue on PostgreSQL: 16 concurrent /classify_batch calls spread over both replicas, each
 carrying the same review-band ticket id, queue it once; a second ticket under that id with other
-content is queued too; reviewers on either replica's page never get the same item."""
+content is queued too; reviewers on either replica's page never get the same item. The second
+replica runs two worker processes (TRIAGE_SERVICE_WORKERS=2), so three processes share the queue."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def replicas(tiny_bundle, base_params, tmp_path_factory, postgres_server, free_p
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bentoml", "serve", "serving.service:TicketTriage",
                  "--host", "127.0.0.1", "--port", str(port)],
-                cwd=ROOT, env={**env, "BENTOML_HOME": str(tmp / f"bentoml-{i}")},
+                cwd=ROOT, env={**env, "BENTOML_HOME": str(tmp / f"bentoml-{i}"),
+                               "TRIAGE_SERVICE_WORKERS": str(i + 1)},
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             clients.append(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60))
         t0 = time.monotonic()
@@ -69,7 +71,7 @@ def replicas(tiny_bundle, base_params, tmp_path_factory, postgres_server, free_p
                 if time.monotonic() - t0 > START_TIMEOUT_S:
                     pytest.fail(f"replica {i} not ready:\n{(tmp / f'serve-{i}.log').read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield clients, db_url
+        yield clients, db_url, procs
     finally:
         for c in clients:
             c.close()
@@ -82,7 +84,7 @@ def replicas(tiny_bundle, base_params, tmp_path_factory, postgres_server, free_p
 def test_replicas_share_one_postgresql_queue_without_duplicates(replicas):
     import sqlalchemy as sa
 
-    clients, db_url = replicas
+    clients, db_url, _ = replicas
     barrier = threading.Barrier(16)
     statuses: list[int] = []
 
@@ -112,3 +114,17 @@ def test_replicas_share_one_postgresql_queue_without_duplicates(replicas):
         engine.dispose()
     assert len(texts) == 2, texts
     assert "virement" in texts[0].lower() and "carte" in texts[1].lower()
+
+
+def test_service_workers_sets_the_worker_processes(replicas):
+    """TRIAGE_SERVICE_WORKERS=2 starts two BentoML service workers (each with the bundle); the
+    default one."""
+    import psutil
+
+    _, _, procs = replicas
+
+    def workers(proc) -> int:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        return sum("--worker-id" in " ".join(k.cmdline()) for k in kids)
+
+    assert [workers(p) for p in procs] == [1, 2]
