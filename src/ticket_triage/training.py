@@ -71,6 +71,8 @@ def resolve_candidates(params: Mapping[str, Any]) -> list[Candidate]:
         m = model_config(name, overrides)
         if device and "device" in m and "device" not in overrides:  # fine-tuned families: train.device
             m["device"] = device
+        if device and m.get("members") and "members" not in overrides:  # and an ensemble's fine-tuned members
+            m["members"] = [{**mem, "device": device} if "device" in mem else mem for mem in m["members"]]
         level = c.get("label_level", cfg.train.label_level)
         th = {**base_th, **dict(c.get("thresholds") or {})}
         tag = f"{name}-{level}"

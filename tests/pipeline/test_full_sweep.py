@@ -1,5 +1,6 @@
 """``sweep=full`` end to end on the small fixture: every family of the design card (TF-IDF,
-frozen MiniLM, the tag-level ensemble, SetFit and the fine-tuned transformer) trains through the
+frozen MiniLM, the tag-level ensemble, SetFit, the fine-tuned transformer and the transformer +
+TF-IDF ensemble) trains through the
 train stage's own code, builds a bundle and is scored, tracked and compared; the winner's bundle
 decides. The fine-tuned families are cut to a few steps (the candidates' own overrides, as a user
 would shorten them); everything else is ``conf/sweep/full.yaml`` as shipped."""
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 from helpers import ROOT, small_pipeline_params
+
+from ticket_triage.config import model_config
 
 FINE_TUNED = {"setfit", "transformer"}
 
@@ -34,6 +37,10 @@ def test_full_sweep_trains_every_family_and_picks_a_winner(tmp_path, base_params
         c = dict(c)
         if c["model"] in FINE_TUNED:
             c.update({"max_steps": 3, "max_length": 32})
+        elif c["model"] == "transformer_tfidf":  # an ensemble: shorten its fine-tuned member
+            members = model_config("transformer_tfidf", root=ROOT)["members"]
+            c["members"] = [{**m, "max_steps": 3, "max_length": 32} if m["family"] in FINE_TUNED else m
+                            for m in members]
         cands.append(c)
     params["sweep"] = {"name": "full", "candidates": cands}
 
@@ -43,7 +50,7 @@ def test_full_sweep_trains_every_family_and_picks_a_winner(tmp_path, base_params
     res = run_sweep(params, metrics_path=tmp_path / "m" / "train.json", progress=False)
 
     families = [c["family"] for c in res.candidates]
-    assert sorted(families) == sorted(c["model"] for c in shipped["candidates"])
+    assert sorted(families) == sorted(model_config(c["model"], root=ROOT)["family"] for c in shipped["candidates"])
     assert FINE_TUNED <= set(families)
     for c in res.candidates:
         assert 0.0 <= c["metrics"]["val/macro_f1"] <= 1.0, c
@@ -52,6 +59,10 @@ def test_full_sweep_trains_every_family_and_picks_a_winner(tmp_path, base_params
 
     # each fine-tuned candidate stopped where it was told, and its bundle carries its own encoder
     cdir = Path(res.winner_dir).parent / "candidates"
+    combined = [c for c in res.candidates if c["name"].startswith("transformer_tfidf")]
+    assert len(combined) == 1  # the fine-tuned transformer + TF-IDF ensemble, member 0 the transformer
+    info = json.loads((cdir / combined[0]["name"] / "classifier" / "members" / "0" / "train_info.json").read_text())
+    assert info["steps"] == 3 and info["stopped"] == "max_steps" and info["val_examples"] == 0, info
     for c in res.candidates:
         if c["family"] not in FINE_TUNED:
             continue

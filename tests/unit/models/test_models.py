@@ -292,3 +292,23 @@ def test_sweep_full_candidates_take_the_training_device():
     fams = {c.family: c.model for c in resolve_candidates(params)}
     assert fams["setfit"]["device"] == "cuda" and fams["transformer"]["device"] == "cuda"
     assert fams["embed_logreg"].get("device", "cpu") == "cpu"  # frozen families keep theirs
+    combined = next(c.model for c in resolve_candidates(params) if c.name.startswith("transformer_tfidf"))
+    assert [m.get("device") for m in combined["members"]] == ["cuda", None]  # its fine-tuned member too
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")))
+def test_every_conf_model_builds(name):
+    """Every model config, including those named after what they combine (transformer_tfidf is an
+    ensemble), builds its classifier with the keys as given (members included)."""
+    from ticket_triage.config import model_config
+
+    cfg = model_config(name, root=ROOT)
+    clf = build_classifier(cfg.pop("family"), **cfg)
+    for k, v in cfg.items():
+        if k not in ("encoder", "pretrained"):
+            assert clf.params[k] == v
+    for member, given in zip(getattr(clf, "members", []), cfg.get("members", [])):
+        assert member.family == given["family"]
+        for k, v in given.items():
+            if k not in ("family", "encoder", "pretrained"):
+                assert member.params[k] == v, (name, member.family, k)
