@@ -4,6 +4,9 @@
     python benchmarks/bench_service.py --url http://127.0.0.1:3000 [--duration 60] [--out bench.json]
     # or let it start a fresh server per run (median of --runs), see --serve:
     python benchmarks/bench_service.py --serve artifacts/bench/banking77_ensemble_cascade --runs 3
+    # two service processes, one encoder thread each (the environment reaches the server;
+    # recorded as server_env in the results):
+    TRIAGE_SERVICE_WORKERS=2 TRIAGE_TORCH_THREADS=1 python benchmarks/bench_service.py --serve DIR --runs 3
 
 With ``--serve BUNDLE`` the script starts ``bentoml serve`` itself for every run, on a free
 loopback port, with ``TRIAGE_BUNDLE=BUNDLE`` and a copy of params.yaml whose review queue is a
@@ -351,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                     stop_server(proc)
         out = {"bundle": str(args.serve), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                f"{platform.python_implementation()} {platform.python_version()}",
+               "server_env": {k: os.environ.get(k) for k in ("TRIAGE_SERVICE_WORKERS", "TRIAGE_TORCH_THREADS",
+                                                             "TRIAGE_BLAS_THREADS")},
                "median": summarise(runs), "per_run": runs}
         print("median of", len(runs), "runs:", json.dumps(out["median"]), flush=True)
     if args.out:

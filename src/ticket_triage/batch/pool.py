@@ -4,13 +4,14 @@ Most of a cascade decision is single-threaded Python (cleaning, rules, the TF-ID
 only the encoder, for the tickets the first stage does not decide, uses several threads. One
 process therefore leaves cores idle. :class:`DecisionPool` starts ``workers`` processes (spawned,
 so no torch / ONNX Runtime thread state is forked), loads the bundle once in each, with
-``TRIAGE_TORCH_THREADS`` set so that the workers' encoder threads together use the cores, and
+``TRIAGE_TORCH_THREADS`` set so that the workers' encoder threads together use the cores and
+numpy's BLAS capped as in the service (``TRIAGE_BLAS_THREADS``, default 1), and
 decides pandas frames of input rows there, returning them **in input order**, with at most
 ``2 * workers`` frames in flight (bounded memory on any input size).
 
 Each worker runs exactly :func:`ticket_triage.batch.frames.decide_chunk`, the code that the
 single-process path and the Spark executors run, so the decisions are the same (a test holds
-that). ``triage score --workers N`` and the continuous evaluator's batch step use it.
+that). ``triage score --workers N`` uses it; ``benchmarks/bench_decide.py --workers N`` times it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def _init_worker(bundle: str, threads: int, cascade: bool) -> None:
     os.environ["TRIAGE_TORCH_THREADS"] = str(threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ticket_triage.decision.triage import Triage
+    from ticket_triage.models.base import limit_blas_threads
+
+    # idle OpenBLAS threads spin after each small matrix product; with one process per core
+    # they take the other workers' CPU (TRIAGE_BLAS_THREADS, default 1, as in the service)
+    limit_blas_threads()
 
     _TRIAGE = Triage.load(bundle, cascade=cascade)
 
