@@ -436,9 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--chunk-rows", type=int, default=2048, help="rows per chunk (local)")
     sc.add_argument("--workers", default="1",
                     help="local: worker processes deciding chunks in parallel, each with the bundle "
-                         "loaded and the encoder's threads shared among them; 'auto' = one per CPU. "
-                         "A cascade bundle decides most tickets in single-threaded Python, so on 2 cores "
-                         "--workers 2 is much faster than 1 (benchmarks/README.md)")
+                         "loaded and the encoder's threads shared among them, chunks written in input "
+                         "order; 'auto' = one per CPU. Each worker loads the bundle first, so it pays on "
+                         "large inputs: on 2 cores, 2 workers decided 1.26x the tickets/s of one over 13k "
+                         "tickets, and took as long overall (benchmarks/README.md)")
     sc.set_defaults(func=_cmd_score)
 
     r = sub.add_parser("review", help="serve the review page standalone")

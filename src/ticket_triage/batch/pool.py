@@ -89,7 +89,8 @@ class DecisionPool:
 
     def warm(self) -> "DecisionPool":
         """Start every worker and load the bundle there now (else the first frames pay for it).
-        A bundle that does not load raises here, with the worker's error."""
+        A bundle that does not load raises here (``BrokenProcessPool``; the worker's traceback is
+        on stderr): load it in the calling process first for a clear error, as ``triage score`` does."""
         futs = [self._ex.submit(_ping) for _ in range(self.workers * 2)]
         for f in futs:
             f.result()

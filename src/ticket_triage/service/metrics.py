@@ -138,16 +138,13 @@ def get_metrics() -> TriageMetrics:
         return _METRICS
 
 
-# --------------------------------------------------------------------------------------
-# Request size limit
-# --------------------------------------------------------------------------------------
-
 def service_workers(env: Mapping[str, str] | None = None) -> int:
     """How many service processes BentoML starts: ``TRIAGE_SERVICE_WORKERS`` (default 1).
 
     A decision is mostly single-threaded Python (cleaning, rules, the cascade's TF-IDF first
-    stage), so on a machine with several cores more processes answer more requests at once
-    (benchmarks/README.md, "Service"). Each process loads the bundle (memory x N) and keeps its own
+    stage), so where cores are to spare more processes can answer more requests at once; on two
+    cores shared with a load generator two workers were worse than one (benchmarks/README.md,
+    "service"). Each process loads the bundle (memory x N) and keeps its own
     embedding cache and its own per-client review quota (a client spread over N processes may
     queue up to N times ``review.max_items_per_client_per_minute``); the review queue, the
     helpdesk state and the metrics are shared (database, Prometheus multiprocess directory)."""
@@ -162,6 +159,10 @@ def service_workers(env: Mapping[str, str] | None = None) -> int:
         raise ValueError(f"TRIAGE_SERVICE_WORKERS={raw!r}: give a whole number of service processes, 1 or more")
     return n
 
+
+# --------------------------------------------------------------------------------------
+# Request size limit
+# --------------------------------------------------------------------------------------
 
 class RequestSizeLimit:
     """ASGI middleware: 413 JSON for request bodies over the per-path byte limit.
