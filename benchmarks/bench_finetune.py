@@ -56,6 +56,18 @@ def load_repo(repo: str) -> tuple[list[str], list[str], list[str], list[str]]:
     return [r["text"] for r in train], [r["topic"] for r in train], [r["text"] for r in test], [r["topic"] for r in test]
 
 
+def combined(models: list, weights: list[float] | None = None):
+    """The library's ensemble (geometric mean) of models trained above: no second training."""
+    from ticket_triage.models import build_classifier
+
+    labels = list(models[0].labels)
+    if any(list(m.labels) != labels for m in models[1:]):
+        raise RuntimeError("the models learned different labels: " + ", ".join(m.family for m in models))
+    ens = build_classifier("ensemble", weights=weights, members=[{"family": m.family, **m.params} for m in models])
+    ens.members, ens.labels = list(models), labels
+    return ens
+
+
 def latency(frozen, tuned, texts: list[str], rounds: int) -> dict[str, float]:
     """Median per-ticket encode seconds (one ticket per call, alternating the two encoders)."""
     a, b = [], []
@@ -187,12 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"at step {run['steps']}/{run['planned_steps']}", flush=True)
                 if tfidf is not None:
                     # the very models above, combined by the library's ensemble (no second training)
-                    ens = build_classifier("ensemble", seed=seed, members=[{"family": fam, **hp},
-                                                                           {"family": "tfidf_logreg"}])
-                    ens.members, ens.labels = [clf, tfidf], list(clf.labels)
-                    if tfidf.labels != clf.labels:
-                        raise RuntimeError(f"{fam} and tfidf_logreg learned different labels")
-                    pred = ens.predict(xte)
+                    pred = combined([clf, tfidf]).predict(xte)
                     result["runs"].append({"repo": repo, "family": f"{fam}+tfidf_logreg", "seed": seed,
                                            "macro_f1": round(f1_score(yte, pred, average="macro"), 4),
                                            "accuracy": round(accuracy_score(yte, pred), 4),
@@ -203,18 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.seed_ensemble and len(trained) > 1:
                 # the very models above, averaged (geometric mean); no second training
                 members = [m for _, m, _ in trained] + ([tfidf] if tfidf is not None else [])
-                if any(m.labels != trained[0][1].labels for m in members):
-                    raise RuntimeError(f"{fam} seeds and tfidf_logreg learned different labels")
                 n = len(trained)
                 variants = [(f"{fam} x{n} seeds", n, None)]
                 if tfidf is not None:
                     variants.append((f"{fam} x{n} seeds+tfidf_logreg", n + 1, [1.0] * n + [float(n)]))
                 for name, k, weights in variants:
-                    ens = build_classifier("ensemble", seed=seeds[0], weights=weights,
-                                           members=[{"family": fam, **hp, "seed": s} for s, _, _ in trained]
-                                           + ([{"family": "tfidf_logreg"}] if k > n else []))
-                    ens.members, ens.labels = members[:k], list(trained[0][1].labels)
-                    pred = ens.predict(xte)
+                    pred = combined(members[:k], weights).predict(xte)
                     result["runs"].append({"repo": repo, "family": name, "seed": "+".join(str(s) for s, _, _ in trained),
                                            "macro_f1": round(f1_score(yte, pred, average="macro"), 4),
                                            "accuracy": round(accuracy_score(yte, pred), 4),

@@ -216,12 +216,16 @@ def _cmd_score(args: argparse.Namespace) -> int:
     try:
         if "://" not in args.input:
             input_files(args.input, args.format)  # bad input: say so before loading anything
+        workers = resolve_workers(args.workers)
+    except (ScoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         bundle = _resolve_bundle(args.bundle, args.alias)
         if args.engine == "local":
             from ticket_triage.decision.triage import Triage
 
             triage = Triage.load(bundle)  # in this process too: a broken bundle fails here, clearly
-            workers = resolve_workers(args.workers)
             if workers == 1:
                 report = score_local(triage, args.input, args.out, fmt=args.format, chunk_rows=args.chunk_rows)
             else:
@@ -237,7 +241,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             report = score_spark(spark, bundle, args.input, args.out, fmt=args.format,
                                  ship_bundle=not args.bundle_on_nodes,
                                  partitions=args.partitions)
-    except (ScoreError, FileNotFoundError, LookupError, ValueError) as exc:
+    except (ScoreError, FileNotFoundError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report.to_dict(), indent=2))
