@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("onnx", "onnx-int8")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TOKENS_PER_RUN = 256  # padded tokens per session.run; see OnnxSentenceEncoder._runs
 
 
 class OnnxExportError(RuntimeError):
@@ -162,6 +163,7 @@ class OnnxSentenceEncoder:
         tok.enable_truncation(max_length=self.max_seq_length)
         tok.no_padding()
         self.tokenizer = tok
+        self.tokens_per_run = TOKENS_PER_RUN
 
     def get_embedding_dimension(self) -> int:
         return self._dim
@@ -179,6 +181,18 @@ class OnnxSentenceEncoder:
         return self.session.run(None, {"input_ids": ids, "attention_mask": mask,
                                        "token_type_ids": np.zeros_like(ids)})[0]
 
+    def _runs(self, widths: Sequence[int], batch_size: int) -> list[tuple[int, int]]:
+        """Cut texts sorted longest first into runs of at most ``batch_size`` texts and about
+        ``tokens_per_run`` padded tokens. Small runs pay: ONNX Runtime's int8 kernels on 2 cores
+        did 1.7x as many BANKING77 texts/s in runs of ~256 tokens as in batches of 64 (less
+        padding, matrices that stay in cache); one 256-token GitHub issue is a run of its own."""
+        out, s = [], 0
+        while s < len(widths):
+            e = s + min(batch_size, max(1, self.tokens_per_run // max(1, widths[s])))
+            out.append((s, min(e, len(widths))))
+            s = e
+        return out
+
     def encode(self, texts: Sequence[str], batch_size: int = 64, normalize_embeddings: bool = False,
                show_progress_bar: bool = False, convert_to_numpy: bool = True, **_: Any) -> np.ndarray:
         texts = list(texts)
@@ -187,13 +201,13 @@ class OnnxSentenceEncoder:
             return out
         encs = self.tokenizer.encode_batch(texts)
         order = np.argsort([-len(e.ids) for e in encs], kind="stable")  # little padding per batch
-        starts = range(0, len(texts), max(1, int(batch_size)))
+        runs = self._runs([len(encs[i].ids) for i in order], max(1, int(batch_size)))
         if show_progress_bar:  # a bar on a terminal, periodic log lines otherwise
             from ticket_triage.models.base import progress_bar
 
-            starts = progress_bar(starts, desc=f"encode {len(texts)} texts (onnx)", unit="batch")
-        for s in starts:
-            idx = order[s:s + int(batch_size)]
+            runs = progress_bar(runs, desc=f"encode {len(texts)} texts (onnx)", unit="run")
+        for s, e in runs:
+            idx = order[s:e]
             out[idx] = self._run([encs[i] for i in idx])
         if normalize_embeddings or self._normalizes:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

@@ -28,6 +28,24 @@ def test_unsupported_encoders_are_refused_with_the_alternative(tmp_path):
         export(tmp_path)
 
 
+def test_runs_hold_about_tokens_per_run_padded_tokens():
+    """Texts sorted longest first are cut into runs of <= batch_size texts and ~256 padded tokens
+    (long texts alone, short ones together), covering every text once, in order."""
+    from types import SimpleNamespace
+
+    from ticket_triage.models.onnx_encoder import TOKENS_PER_RUN, OnnxSentenceEncoder
+
+    enc = SimpleNamespace(tokens_per_run=TOKENS_PER_RUN)
+    widths = [256, 200, 30, 20, 10, 10, 5] + [4] * 100
+    runs = OnnxSentenceEncoder._runs(enc, widths, 64)
+    assert runs[:3] == [(0, 1), (1, 2), (2, 10)]  # 256 // 30 = 8 texts from the 30-token one on
+    assert runs[3] == (10, 74) and runs[-1] == (74, len(widths))  # 64 at most per run
+    assert [s for s, _ in runs[1:]] == [e for _, e in runs[:-1]] and runs[0][0] == 0
+    assert all(max(widths[s:e]) * (e - s) <= TOKENS_PER_RUN for s, e in runs if e - s < 64 and e - s > 1)
+    assert OnnxSentenceEncoder._runs(enc, [], 64) == []
+    assert OnnxSentenceEncoder._runs(SimpleNamespace(tokens_per_run=10**6), [3] * 5, 2) == [(0, 2), (2, 4), (4, 5)]
+
+
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="backend must be one of torch, onnx, onnx-int8"):
         build_classifier("embed_logreg", backend="tensorrt")
