@@ -48,8 +48,7 @@ class Ticket:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Ticket":
-        known = {f for f in cls.__dataclass_fields__}
-        kw = {k: v for k, v in d.items() if k in known}
+        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         ca = kw.get("created_at")
         if isinstance(ca, str) and ca:
             kw["created_at"] = datetime.fromisoformat(ca)

@@ -508,10 +508,12 @@ def fit_cascade(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_ro
 
 
 def cheap_decisions(triage: Any, tickets: Sequence[Any], texts: Sequence[str],
-                    language_prior: str | None = None) -> dict[int, Any]:
+                    language_prior: str | None = None, seen: dict[int, tuple] | None = None) -> dict[int, Any]:
     """First-stage decisions, by position in ``tickets``, for the tickets that exit; the
     caller sends every other ticket to the full stage. Languages are detected as the full
-    stage does (``language_prior``: the prior for tickets without one)."""
+    stage does (``language_prior``: the prior for tickets without one). ``seen``, when given,
+    receives ``{position: (rule outcome, language or None)}`` for every ticket looked at, so
+    the full stage does not match the rules or detect the language twice."""
     from ticket_triage.decision.urgency import resolve_urgency
     from ticket_triage.schema import Decision
     from ticket_triage.text.language import detect_language
@@ -527,9 +529,13 @@ def cheap_decisions(triage: Any, tickets: Sequence[Any], texts: Sequence[str],
         outcome = triage.rules.apply(texts[i])
         gate = rule_gate(outcome, stage.topics, stage.rule_hits_exit)
         if gate == -2:
+            if seen is not None:
+                seen[i] = (outcome, None)
             continue
         lang = tickets[i].language or detect_language(texts[i], language_prior)
         langs[i] = lang
+        if seen is not None:
+            seen[i] = (outcome, lang)
         if triage.policy.languages and lang not in triage.policy.languages and lang != "und":
             continue
         outcomes[i], gates[i] = outcome, gate

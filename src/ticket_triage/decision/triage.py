@@ -258,16 +258,20 @@ class Triage:
             return self._decide_full(tks, texts, prior)
         from ticket_triage.decision.cascade import cheap_decisions
 
-        early = cheap_decisions(self, tks, texts, prior)
+        seen: dict[int, tuple] = {}
+        early = cheap_decisions(self, tks, texts, prior, seen)
         rest = [i for i in range(len(tks)) if i not in early]
-        full = self._decide_full([tks[i] for i in rest], [texts[i] for i in rest], prior) if rest else []
+        full = self._decide_full([tks[i] for i in rest], [texts[i] for i in rest], prior,
+                                 [seen.get(i) for i in rest]) if rest else []
         for i, d in zip(rest, full):
             d.explanation["stage"] = "full"
             early[i] = d
         return [early[i] for i in range(len(tks))]
 
-    def _decide_full(self, tks: list[Ticket], texts: list[str], prior: str | None) -> list[Decision]:
-        """Steps 1-6 of the module docstring on cleaned texts (the full stage)."""
+    def _decide_full(self, tks: list[Ticket], texts: list[str], prior: str | None,
+                     seen: Sequence[tuple | None] | None = None) -> list[Decision]:
+        """Steps 1-6 of the module docstring on cleaned texts (the full stage). ``seen``: per
+        ticket, the (rule outcome, language or None) the cascade's first stage already found."""
         from ticket_triage.text.language import detect_language
         from ticket_triage.decision.urgency import resolve_urgency
 
@@ -306,7 +310,8 @@ class Triage:
         llm_jobs: list[tuple] = []
         for i, t in enumerate(tks):
             text = texts[i]
-            lang = t.language or detect_language(text, prior)
+            known_outcome, known_lang = (seen[i] if seen is not None and seen[i] is not None else (None, None))
+            lang = known_lang or t.language or detect_language(text, prior)
             order = np.argsort(-probs[i])
             alternatives = [{"topic": self.topics[j], "p": round(float(probs[i, j]), 4)} for j in order[:3]]
             explanation: dict[str, Any] = {}
@@ -322,7 +327,7 @@ class Triage:
                     model_version=self.model_version, taxonomy_version=self.policy.taxonomy_version))
                 continue
 
-            outcome = self.rules.apply(text)
+            outcome = known_outcome if known_outcome is not None else self.rules.apply(text)
             model_topic = self.topics[int(order[0])]
             conf = float(probs[i, order[0]])
             topic, source = model_topic, "model"

@@ -257,6 +257,9 @@ def _id_cue_sub(m: re.Match[str]) -> str:
     return m.group("cue") + "[ID_NUMBER]"
 
 
+_ANY_DIGIT = re.compile(r"\d")
+
+
 def _redact_structured(text: str, strict: bool = False) -> str:
     """The non-name detectors, in an order where a wider pattern runs before a narrower one."""
     lower = text.lower()
@@ -270,7 +273,7 @@ def _redact_structured(text: str, strict: bool = False) -> str:
         text = _BARE_EMAIL.sub(_bare_email_strict if strict else _obf_email_sub, text)
     text = _KEY_SHAPE.sub("[SECRET]", text)
     text = _SECRET.sub(_secret_sub_strict if strict else _secret_sub, text)
-    if any(c.isdigit() for c in text):
+    if _ANY_DIGIT.search(text):
         text = _DOB.sub(lambda m: m.group("cue") + "[DOB]", text)
         text = _DOB_AFTER.sub(lambda m: "[DOB]" + m.group("cue"), text)
         text = _SSN.sub("[SSN]", text)

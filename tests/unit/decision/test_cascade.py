@@ -105,6 +105,9 @@ def test_full_stage_decides_as_the_plain_model_with_residual_thresholds(bundles,
     assert full
     for i in full:
         assert (ds[i].band, ds[i].topic, ds[i].reason) == (ref[i].band, ref[i].topic, ref[i].reason)
+        # the rule outcome and language the first stage found are reused, not found again: same result
+        assert (ds[i].language, ds[i].rule_hits, ds[i].urgency, ds[i].secondary_tags) == \
+            (ref[i].language, ref[i].rule_hits, ref[i].urgency, ref[i].secondary_tags)
         assert "nearest" not in ds[i].explanation or ds[i].explanation["nearest"] == ref[i].explanation["nearest"]
 
 
