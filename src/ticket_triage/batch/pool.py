@@ -51,6 +51,10 @@ def _init_worker(bundle: str, threads: int, cascade: bool) -> None:
     limit_blas_threads()
 
     _TRIAGE = Triage.load(bundle, cascade=cascade)
+    # load what the first decisions would otherwise load (the encoder and its ONNX session are
+    # lazy, and a ticket the cascade's first stage decides never touches them)
+    _TRIAGE.topic_proba(["warm up"])
+    _TRIAGE.decide([{"subject": "", "body": "warm up"}])
 
 
 def _decide(frame: Any, batch_size: int) -> Any:
@@ -88,7 +92,8 @@ class DecisionPool:
                                        initargs=(str(bundle.resolve()), self.threads, bool(cascade)))
 
     def warm(self) -> "DecisionPool":
-        """Start every worker and load the bundle there now (else the first frames pay for it).
+        """Start every worker and load the bundle (and its encoder) there now, else the first
+        frames pay for it.
         A bundle that does not load raises here (``BrokenProcessPool``; the worker's traceback is
         on stderr): load it in the calling process first for a clear error, as ``triage score`` does."""
         futs = [self._ex.submit(_ping) for _ in range(self.workers * 2)]
