@@ -4,6 +4,9 @@
     python benchmarks/bench_service.py --url http://127.0.0.1:3000 [--duration 60] [--out bench.json]
     # or let it start a fresh server per run (median of --runs), see --serve:
     python benchmarks/bench_service.py --serve artifacts/bench/banking77_ensemble_cascade --runs 3
+    # the same protocol against the floor: the same HTTP surface answering a canned decision
+    # (benchmarks/floor_service.py), what BentoML + middlewares + pydantic + this load generator cost
+    python benchmarks/bench_service.py --serve-floor --runs 3
     # two service processes, one encoder thread each (the environment reaches the server;
     # recorded as server_env in the results):
     TRIAGE_SERVICE_WORKERS=2 TRIAGE_TORCH_THREADS=1 python benchmarks/bench_service.py --serve DIR --runs 3
@@ -247,9 +250,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(bundle: Path, workdir: Path, ready_timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path | None, workdir: Path, ready_timeout: float = 300.0) -> tuple[subprocess.Popen, str]:
     """``bentoml serve`` of ``bundle`` on a free loopback port with benchmark params (see the
-    module docstring); returns (process, url) once /readyz answers 200."""
+    module docstring); returns (process, url) once /readyz answers 200. ``bundle`` None: the
+    floor service (benchmarks/floor_service.py: the same HTTP surface, a canned decision)."""
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -258,12 +262,15 @@ def start_server(bundle: Path, workdir: Path, ready_timeout: float = 300.0) -> t
     review["max_items_per_client_per_minute"] = 10**9
     (workdir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     port = _free_port()
-    env = {**os.environ, "TRIAGE_BUNDLE": str(Path(bundle).resolve()), "TRIAGE_PARAMS": str(workdir / "params.yaml"),
-           "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "TRIAGE_PARAMS": str(workdir / "params.yaml"), "HF_HUB_OFFLINE": "1"}
+    if bundle is not None:
+        env["TRIAGE_BUNDLE"] = str(Path(bundle).resolve())
+    target, cwd = (("service:TicketTriage", ROOT / "serving") if bundle is not None
+                   else ("floor_service:TicketTriageFloor", ROOT / "benchmarks"))
     env.pop("TRIAGE_REVIEW_DB_URL", None)
     log = (workdir / "serve.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", "service:TicketTriage",
-                             "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT / "serving", env=env,
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", target,
+                             "--host", "127.0.0.1", "--port", str(port)], cwd=cwd, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + ready_timeout
@@ -333,13 +340,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--serve", type=Path, default=None, metavar="BUNDLE",
                     help="start a fresh `bentoml serve` of this bundle for every run (benchmark params: "
                          "throw-away review queue, no per-client review quota) instead of using --url")
+    ap.add_argument("--serve-floor", action="store_true",
+                    help="like --serve, but of benchmarks/floor_service.py: the service's HTTP surface "
+                         "(BentoML, middlewares, pydantic models) answering a canned decision, the latency "
+                         "floor no decision code can go under on this machine")
     ap.add_argument("--runs", type=int, default=1, help="with --serve: runs, each on a fresh server; median reported")
     args = ap.parse_args(argv)
-    if args.serve is None:
+    if args.serve is not None and args.serve_floor:
+        ap.error("--serve and --serve-floor exclude each other: run them one after the other")
+    if args.serve is None and not args.serve_floor:
         check_loopback(args.url)
         out = asyncio.run(main_async(args))
     else:
-        if not (args.serve / "policy.json").is_file():
+        if args.serve is not None and not (args.serve / "policy.json").is_file():
             raise SystemExit(f"{args.serve}: not a bundle (no policy.json); train one first, e.g. "
                              "benchmarks/bench_policy.py --bundle-out DIR")
         runs = []
@@ -352,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(asyncio.run(main_async(args)))
                 finally:
                     stop_server(proc)
-        out = {"bundle": str(args.serve), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        out = {"bundle": str(args.serve) if args.serve is not None else "floor (benchmarks/floor_service.py)",
+               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                f"{platform.python_implementation()} {platform.python_version()}",
                "server_env": {k: os.environ.get(k) for k in ("TRIAGE_SERVICE_WORKERS", "TRIAGE_TORCH_THREADS",
                                                              "TRIAGE_BLAS_THREADS")},
