@@ -184,8 +184,9 @@ class OnnxSentenceEncoder:
     def _runs(self, widths: Sequence[int], batch_size: int) -> list[tuple[int, int]]:
         """Cut texts sorted longest first into runs of at most ``batch_size`` texts and about
         ``tokens_per_run`` padded tokens. Small runs pay: ONNX Runtime's int8 kernels on 2 cores
-        did 1.7x as many BANKING77 texts/s in runs of ~256 tokens as in batches of 64 (less
-        padding, matrices that stay in cache); one 256-token GitHub issue is a run of its own."""
+        did 1.5x as many BANKING77 texts/s and 1.7x as many GitHub issues/s in runs of ~256
+        tokens as in batches of 64 (less padding; benchmarks/bench_encoder.py); a 256-token
+        issue is a run of its own."""
         out, s = [], 0
         while s < len(widths):
             e = s + min(batch_size, max(1, self.tokens_per_run // max(1, widths[s])))
