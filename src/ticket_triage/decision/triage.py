@@ -57,11 +57,17 @@ def _min_band(a: str, b: str | None) -> str:
 def aggregate_to_topics(probs: np.ndarray, fine_labels: Sequence[str], fine_to_coarse: Mapping[str, str],
                         topics: Sequence[str]) -> np.ndarray:
     """Sum fine-label (e.g. intent) probabilities into topic probabilities."""
+    return probs @ topic_matrix(fine_labels, fine_to_coarse, topics)
+
+
+def topic_matrix(fine_labels: Sequence[str], fine_to_coarse: Mapping[str, str], topics: Sequence[str]) -> np.ndarray:
+    """The (fine labels, topics) 0/1 matrix :func:`aggregate_to_topics` multiplies by (build it
+    once where the same labels are aggregated on every call)."""
     col = {t: i for i, t in enumerate(topics)}
     m = np.zeros((len(fine_labels), len(topics)))
     for i, f in enumerate(fine_labels):
         m[i, col[fine_to_coarse.get(f, f)]] = 1.0
-    return probs @ m
+    return m
 
 
 @dataclass

@@ -389,3 +389,26 @@ def test_joint_search_keeps_the_certified_exits_when_nothing_else_is_certified()
     assert report["chosen"] == {"candidate": "residual", "exit_shift": 0.0}
     assert exit_th is fit.stage.exit_thresholds and full is residual_tuned
     assert "certified with the first stage's exits" in full.info["tuned_on"]
+
+
+def test_one_ticket_scores_as_in_a_batch(bundles, small_rows):
+    """A single ticket (the service's case) takes the dense centroid path; a batch the sparse
+    product: the same probabilities and out-of-scope scores, empty and unknown texts included."""
+    from ticket_triage.decision.cascade import _row_normalise
+
+    stage = CheapStage.load(bundles[0])
+    texts = [r["text"] for r in small_rows[:40]] + ["", "zxqv plmok wuhtr", "!!!"]
+    p_batch, o_batch = stage.score(texts)
+    single = [stage.score([t]) for t in texts]
+    np.testing.assert_allclose(np.vstack([p for p, _ in single]), p_batch, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.concatenate([o for _, o in single]), o_batch, rtol=0, atol=1e-12)
+    assert stage._centroids_dense() is not None  # the small fixture's centroids fit the dense copy
+    lean = stage.classifier.lean()
+    for t in texts:
+        x = lean.transform([t])
+        np.testing.assert_allclose(stage._centroid_similarities(x),
+                                   (_row_normalise(x) @ stage._centroids_by_column()).toarray(), rtol=0, atol=1e-12)
+    assert o_batch[-3] == 1.0  # an empty text has nothing in common with any centroid
+    # centroids too large for the dense copy: single tickets take the sparse product
+    stage.__dict__["_dense_centroids"] = None
+    np.testing.assert_allclose(np.concatenate([stage.score([t])[1] for t in texts]), o_batch, rtol=0, atol=1e-12)

@@ -91,3 +91,26 @@ def test_saved_and_loaded_model_scores_identically(tmp_path):
     assert back.lean() is not None
     assert back.pipeline.named_steps["clf"].coef_.flags.f_contiguous  # coef_.T is C-contiguous
     np.testing.assert_allclose(back.predict_proba(UNSEEN), m.predict_proba(UNSEEN), rtol=1e-12, atol=1e-15)
+
+
+def test_l2_rows_matches_sklearn_normalize_on_every_row_shape():
+    """One row (the service's path), several, empty rows (first, middle, last) and an all-zero row."""
+    from sklearn.preprocessing import normalize
+
+    from ticket_triage.models.lean_sparse import l2_rows
+
+    rng = np.random.default_rng(0)
+    cases = [
+        (rng.random(300), np.array([0, 300])),                         # one ticket
+        (np.array([3.0, 4.0]), np.array([0, 2])),
+        (np.zeros(2), np.array([0, 2])),                               # one all-zero row stays zero
+        (np.zeros(0), np.array([0, 0])),                               # one empty row
+        (np.array([3.0, 4.0, 0.0, 0.0, 1.0, 2.0, 2.0]), np.array([0, 0, 2, 2, 4, 7, 7])),
+        (rng.random(2400), np.linspace(0, 2400, 9).astype(np.int64)),  # a micro-batch
+    ]
+    for data, indptr in cases:
+        x = sparse.csr_matrix((data, np.arange(len(data)), indptr), shape=(len(indptr) - 1, max(1, len(data))))
+        expected = normalize(x, norm="l2", copy=True).data
+        got = l2_rows(data, indptr)
+        assert got.dtype == np.float64 and got.shape == data.shape and got is not data
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
