@@ -58,11 +58,16 @@ test: install system-deps  ## run the test suite
 test-fast: install  ## unit tests only (no slow, no browser)
 	$(BIN)/python -m pytest -q -m "not slow and not browser" tests/unit
 
+# Keep idle connections open for 75 s: uvicorn's default (5 s) equals the keep-alive of common
+# HTTP clients' pools (httpx: 5 s), and a client that reuses a connection as the server closes it
+# gets a ReadError (reproduced: 9 of 180 reuses at ~5 s idle; 0 with 75 s; benchmarks/README.md)
+SERVE_FLAGS := --host 127.0.0.1 --port 3000 --timeout-keep-alive 75
+
 serve: install  ## serve the champion on 127.0.0.1:3000 (BentoML)
-	cd serving && ../$(BIN)/bentoml serve service:TicketTriage --host 127.0.0.1 --port 3000
+	cd serving && ../$(BIN)/bentoml serve service:TicketTriage $(SERVE_FLAGS)
 
 serve-bento: install  ## serve the built Bento; its review queue + outbox stay in this project's var/
-	TRIAGE_HOME=$(CURDIR) $(BIN)/bentoml serve ticket-triage:latest --host 127.0.0.1 --port 3000
+	TRIAGE_HOME=$(CURDIR) $(BIN)/bentoml serve ticket-triage:latest $(SERVE_FLAGS)
 
 helpdesk: install  ## the helpdesk worker: poll, classify, draft, read corrections (Ctrl-C stops)
 	$(BIN)/triage helpdesk run

@@ -270,7 +270,8 @@ def start_server(bundle: Path | None, workdir: Path, ready_timeout: float = 300.
     env.pop("TRIAGE_REVIEW_DB_URL", None)
     log = (workdir / "serve.log").open("wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", target,
-                             "--host", "127.0.0.1", "--port", str(port)], cwd=cwd, env=env,
+                             "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"],  # as make serve
+                            cwd=cwd, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + ready_timeout

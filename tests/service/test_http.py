@@ -44,7 +44,7 @@ def server(tiny_bundle, fake_llm, tmp_path_factory, free_port, write_llm_config)
     log = (tmp / "serve.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", "serving.service:TicketTriage",
-         "--host", "127.0.0.1", "--port", str(port)],
+         "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"],  # as make serve
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {API_KEY}"})
@@ -73,6 +73,22 @@ def healthy(server) -> None:
     assert proc.poll() is None, "server process died"
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_an_idle_connection_outlives_a_clients_5_s_keep_alive(server):
+    """The server keeps an idle connection open past 5 s (``--timeout-keep-alive 75``, as
+    ``make serve``): with uvicorn's default of 5 s it closed connections just as clients with a
+    5-s pool (httpx) reused them, the rare ReadError of the 32-client soaks. Same connection
+    after 6 s idle means the server did not close it."""
+    client, _, _ = server
+    with httpx.Client(base_url=str(client.base_url), timeout=30, headers=dict(client.headers),
+                      limits=httpx.Limits(max_connections=1, keepalive_expiry=30)) as c:
+        first = c.get("/readyz")
+        stream = first.extensions["network_stream"]
+        time.sleep(6)
+        second = c.get("/readyz")
+        assert first.status_code == second.status_code == 200
+        assert second.extensions["network_stream"] is stream, "the server closed the idle connection"
 
 
 def test_classify_batch_and_ready_info(server, fake_llm):
