@@ -60,7 +60,7 @@ test-fast: install  ## unit tests only (no slow, no browser)
 
 # Keep idle connections open for 75 s: uvicorn's default (5 s) equals the keep-alive of common
 # HTTP clients' pools (httpx: 5 s), and a client that reuses a connection as the server closes it
-# gets a ReadError (reproduced: 9 of 180 reuses at ~5 s idle; 0 with 75 s; benchmarks/README.md)
+# may get a ReadError (benchmarks/bench_keepalive.py: 8-9 of 180 reuses at ~5 s idle; 0 with 75 s)
 SERVE_FLAGS := --host 127.0.0.1 --port 3000 --timeout-keep-alive 75
 
 serve: install  ## serve the champion on 127.0.0.1:3000 (BentoML)

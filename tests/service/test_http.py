@@ -78,7 +78,7 @@ def healthy(server) -> None:
 def test_an_idle_connection_outlives_a_clients_5_s_keep_alive(server):
     """The server keeps an idle connection open past 5 s (``--timeout-keep-alive 75``, as
     ``make serve``): with uvicorn's default of 5 s it closed connections just as clients with a
-    5-s pool (httpx) reused them, the rare ReadError of the 32-client soaks. Same connection
+    5-s pool (httpx) reused them (a client-side ReadError; benchmarks/bench_keepalive.py). Same connection
     after 6 s idle means the server did not close it."""
     client, _, _ = server
     with httpx.Client(base_url=str(client.base_url), timeout=30, headers=dict(client.headers),
