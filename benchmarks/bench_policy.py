@@ -109,7 +109,7 @@ def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=No
                         model_version=f"bench-{family}-{level}", oos_texts=oos_texts), fit_s
 
 
-def bench_banking77(params, family, level, seed, bundle_out=None):
+def bench_banking77(params, family, level, seed, bundle_out=None, validation_only_too=False):
     from ticket_triage.data import clean_tickets
     from ticket_triage.ingest.readers import read_tickets
     from ticket_triage.decision.triage import Triage
@@ -133,6 +133,16 @@ def bench_banking77(params, family, level, seed, bundle_out=None):
         m["train_seconds"] = fit_s
         m["train_info"] = {k: v for k, v in getattr(tri.classifier, "train_info", {}).items() if k != "history"}
         m["thresholds"] = tri.thresholds.to_dict()["auto_route"]
+        m["threshold_info"] = {k: v for k, v in tri.policy.thresholds.get("info", {}).items()
+                               if k.startswith(("cross_fit", "n_"))}
+        if validation_only_too:  # the same fitted model, thresholds tuned on validation alone
+            from ticket_triage.decision.bundle import build_bundle
+
+            p2 = copy.deepcopy(params)
+            p2["thresholds"]["cross_fit_folds"] = 0
+            b2 = build_bundle(tri.classifier, train, val, p2, Path(d) / "v", label_level=level,
+                              model_version=f"bench-{family}-{level}-validation-only")
+            m["validation_only"] = _score(Triage.load(b2, cascade=False), test)
     return m
 
 
@@ -183,6 +193,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--bundle-out", default=None, metavar="DIR",
                     help="keep the BANKING77 bundle in DIR (e.g. for benchmarks/bench_decide.py --bundle DIR)")
+    ap.add_argument("--validation-only-too", action="store_true",
+                    help="BANKING77: also tune the same fitted model's thresholds on validation alone "
+                         "(cross_fit_folds=0) and score that bundle too (key validation_only)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy.json"))
     args = ap.parse_args()
     import logging
@@ -211,7 +224,7 @@ def main() -> int:
               "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
     if "banking77" in args.datasets:
         result["banking77_topics"] = bench_banking77(params, args.family, args.label_level, args.seed,
-                                                     args.bundle_out)
+                                                     args.bundle_out, args.validation_only_too)
         print("banking77", json.dumps(result["banking77_topics"], default=str)[:600], flush=True)
     if "clinc150" in args.datasets:
         result["clinc150"] = bench_clinc150(params, args.family, args.seed)

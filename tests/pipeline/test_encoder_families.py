@@ -248,3 +248,39 @@ def test_fine_tuned_encoder_bundle_uses_its_embeddings(tmp_path, base_params, sm
     served = tri.topic_proba(vt, calibrated=False)
     EMBEDDING_CACHE.clear()
     np.testing.assert_allclose(served, clf.predict_proba(vt), atol=1e-9)
+
+
+@pytest.mark.slow
+def test_fine_tuned_family_cross_fits_when_asked(tmp_path, base_params, small_rows, monkeypatch):
+    """thresholds.cross_fit_fine_tuned: each fold fine-tunes a fresh transformer from the
+    pretrained weights on the other folds only, and the bundle tunes its thresholds on
+    validation plus every training ticket's out-of-fold score; off, validation alone."""
+    import copy
+
+    from ticket_triage.decision.bundle import build_bundle
+    from ticket_triage.models.transformer import TransformerClassifier
+
+    params = copy.deepcopy(base_params)
+    params["thresholds"].update(tune=True, cross_fit_folds=3, min_support=5, cross_fit_fine_tuned=True)
+    rows = copy.deepcopy(small_rows)
+    train, val = rows[:36], rows[36:]
+    clf = build_classifier("transformer", **FAST["transformer"])
+    clf.fit([r["text"] for r in train], [r["topic"] for r in train], progress=False)
+    fitted: list[int] = []
+    real_fit = TransformerClassifier.fit
+
+    def counting_fit(self, texts, labels, *a, **kw):
+        fitted.append(len(texts))
+        return real_fit(self, texts, labels, *a, **kw)
+
+    monkeypatch.setattr(TransformerClassifier, "fit", counting_fit)
+    th = json.loads((build_bundle(clf, train, val, params, tmp_path / "cf") / "policy.json").read_text())
+    info = th["thresholds"]["info"]
+    assert info["cross_fit"] == "3 folds" and info["n_cross_fit"] == len(train)
+    assert info["n_validation"] == len(train) + len(val)
+    assert fitted == [24, 24, 24]  # one fresh fine-tune per fold, on the other two folds
+    fitted.clear()
+    params["thresholds"]["cross_fit_fine_tuned"] = False
+    th = json.loads((build_bundle(clf, train, val, params, tmp_path / "val") / "policy.json").read_text())
+    assert "not cheap to refit" in th["thresholds"]["info"]["cross_fit"]
+    assert th["thresholds"]["info"]["n_validation"] == len(val) and fitted == []

@@ -312,6 +312,7 @@ class ThresholdsConfig(_Section):
     reserved_review_share: float | str | None = "auto"
     cross_fit_folds: int | None = 0
     cross_fit_max_train_chars: int | None = 10_000_000  # null or 0: no cap
+    cross_fit_fine_tuned: bool = False  # also cross-fit SetFit / the transformer (one fine-tune per fold)
     ood_method: str = "auto"         # auto | knn | mahalanobis
     ood_k: int = 10
     ood_max_in_scope_flagged: float = 0.02

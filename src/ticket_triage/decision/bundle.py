@@ -138,7 +138,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
         folds=int(th.cross_fit_folds or 0) if th.tune else 0,
         calibration=th.calibration, seed=cfg.seed,
         progress=progress, known_oos=bool(oos_texts),
-        max_train_chars=max_train_chars(th))
+        max_train_chars=max_train_chars(th), fine_tuned=bool(th.cross_fit_fine_tuned))
     if cf.probs is not None:
         tune_conf = np.r_[tune_conf, cf.probs.max(axis=1)]
         tune_pred = np.r_[tune_pred, cf.probs.argmax(axis=1)]

@@ -18,8 +18,12 @@ threshold tuning. Each fold model sees (folds-1)/folds of the train split, so it
 weaker than the final model: the bound it certifies is, if anything, conservative.
 
 Only families that declare ``cheap_refit`` (TF-IDF, frozen embeddings + linear head: the
-encoder's embeddings are cached, so a refit is a logistic regression) are cross-fitted;
-SetFit and the fine-tuned transformer would train ``folds`` more times. A family whose refit
+encoder's embeddings are cached, so a refit is a logistic regression) are cross-fitted by
+default; SetFit and the fine-tuned transformer (and an ensemble with one of them) train
+``folds`` more times, so they are cross-fitted only with ``thresholds.cross_fit_fine_tuned:
+true``: each fold fine-tunes a fresh encoder from the pretrained weights with the family's own
+hyperparameters and budget (``max_train_minutes`` per fold), holding out its own early-stopping
+split as a fit without a validation split does. A family whose refit
 cost grows with the text it reads (``refit_scales_with_text``: TF-IDF, and an ensemble with a
 TF-IDF member) is not cross-fitted when the train split holds more than ``max_train_chars``
 characters (``thresholds.cross_fit_max_train_chars``): on 16,000 long tickets (~39M characters)
@@ -63,20 +67,25 @@ def label_of(row: Mapping[str, Any], level: str) -> str:
 
 
 def skip_reason(classifier: Any, labels: Sequence[str], folds: int, known_oos: bool = False, *,
-                train_chars: int = 0, max_train_chars: int | None = None) -> str | None:
+                train_chars: int = 0, max_train_chars: int | None = None,
+                fine_tuned: bool = False) -> str | None:
     """Why cross-fitting does not apply here, or None when it does. ``known_oos``: the tuning
     set holds known out-of-scope validation tickets, whose share (and so the errors they stand
     for) thousands of in-scope out-of-fold rows would dilute. ``train_chars`` /
     ``max_train_chars``: the train split's size in characters and the cap above which a family
-    whose refit cost grows with text is not refitted ``folds`` times (None: no cap)."""
+    whose refit cost grows with text is not refitted ``folds`` times (None: no cap).
+    ``fine_tuned`` (``thresholds.cross_fit_fine_tuned``): cross-fit a family that is not cheap to
+    refit too (one fine-tune per fold)."""
     if folds < 2:
         return "off (thresholds.cross_fit_folds < 2)"
     if known_oos:
         return ("skipped: known out-of-scope validation tickets keep their observed share only in a "
                 "validation-only tuning set")
-    if not getattr(classifier, "cheap_refit", False):
+    cheap = bool(getattr(classifier, "cheap_refit", False))
+    if not cheap and not fine_tuned:
         return (f"family {classifier.family} is not cheap to refit: thresholds tuned on validation only "
-                "(set thresholds.cross_fit_folds: 0 to silence this)")
+                f"(thresholds.cross_fit_fine_tuned: true fine-tunes it once per fold, about {folds}x its "
+                "training time; thresholds.cross_fit_folds: 0 silences this)")
     if (max_train_chars is not None and train_chars > max_train_chars
             and getattr(classifier, "refit_scales_with_text", False)):
         return (f"skipped: the train split holds {train_chars:,} characters > thresholds.cross_fit_max_train_chars "
@@ -95,7 +104,7 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
                            to_topics: Callable[[Any, Sequence[str]], np.ndarray], *,
                            folds: int = 5, calibration: str = "temperature", seed: int = 42,
                            progress: bool = False, known_oos: bool = False,
-                           max_train_chars: int | None = None) -> CrossFit:
+                           max_train_chars: int | None = None, fine_tuned: bool = False) -> CrossFit:
     """Calibrated out-of-fold topic probabilities for every training ticket (module docstring).
 
     ``to_topics(model, texts)`` returns a model's raw (n, len(topics)) topic probabilities
@@ -109,9 +118,11 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     labels = [label_of(r, label_level) for r in train_rows]
     texts = [r["text"] for r in train_rows]
     why = skip_reason(classifier, labels, folds, known_oos, train_chars=sum(len(t) for t in texts),
-                      max_train_chars=max_train_chars)
+                      max_train_chars=max_train_chars, fine_tuned=fine_tuned)
     if why is not None:
         return CrossFit(None, None, {"cross_fit": why})
+    # a fold of a fine-tuned family takes minutes: its own progress (steps, validation) is shown
+    fold_progress = progress and not getattr(classifier, "cheap_refit", False)
     y_train = np.array([list(topics).index(r["topic"]) for r in train_rows])
     keep = np.asarray(y_val) >= 0
     oof = np.zeros((len(train_rows), len(topics)))
@@ -120,7 +131,7 @@ def cross_fit_topic_scores(classifier: Any, train_rows: Sequence[Mapping[str, An
     bar = progress_bar(total=folds, desc="cross-fit", unit="fold", progress=progress)
     for fit_idx, held_idx in splitter.split(np.zeros(len(labels)), labels):
         model = classifier.fresh()
-        model.fit([texts[i] for i in fit_idx], [labels[i] for i in fit_idx], progress=False)
+        model.fit([texts[i] for i in fit_idx], [labels[i] for i in fit_idx], progress=fold_progress)
         raw_val = to_topics(model, list(val_texts))
         cal = fit_calibrator(raw_val[keep], np.asarray(y_val)[keep], method=calibration)
         oof[held_idx] = cal.transform(to_topics(model, [texts[i] for i in held_idx]))

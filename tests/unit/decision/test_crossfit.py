@@ -32,7 +32,25 @@ def test_skip_reasons_name_the_cause():
     assert "needs >= 10 per label" in skip_reason(tfidf, ["a"] * 10 + ["b"] * 9, 5)
     assert "known out-of-scope" in skip_reason(tfidf, ["a"] * 10 + ["b"] * 10, 5, known_oos=True)
     setfit = build_classifier("setfit")
-    assert "not cheap to refit" in skip_reason(setfit, ["a"] * 10 + ["b"] * 10, 5)
+    why = skip_reason(setfit, ["a"] * 10 + ["b"] * 10, 5)
+    assert "not cheap to refit" in why and "thresholds.cross_fit_fine_tuned: true" in why
+
+
+def test_fine_tuned_families_cross_fit_only_when_asked():
+    """thresholds.cross_fit_fine_tuned opts SetFit, the transformer and an ensemble holding one
+    of them into one fine-tune per fold; the other reasons (folds, labels, the cost cap) still hold."""
+    labels = ["a"] * 10 + ["b"] * 10
+    for family in ("setfit", "transformer", "transformer_tfidf"):
+        clf = build_classifier("ensemble", members=[{"family": "transformer"}, {"family": "tfidf_logreg"}]) \
+            if family == "transformer_tfidf" else build_classifier(family)
+        assert not clf.cheap_refit
+        assert "not cheap to refit" in skip_reason(clf, labels, 5)
+        assert skip_reason(clf, labels, 5, fine_tuned=True) is None
+        assert "needs >= 10 per label" in skip_reason(clf, ["a"] * 10 + ["b"] * 9, 5, fine_tuned=True)
+        assert "off" in skip_reason(clf, labels, 0, fine_tuned=True)
+    combined = build_classifier("ensemble", members=[{"family": "transformer"}, {"family": "tfidf_logreg"}])
+    assert "cross_fit_max_train_chars" in skip_reason(combined, labels, 5, train_chars=39_000_000,
+                                                      max_train_chars=10_000_000, fine_tuned=True)
 
 
 def test_cost_cap_stops_text_bound_refits_only():
