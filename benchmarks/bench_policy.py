@@ -96,7 +96,7 @@ def _train_bundle(params, family, level, train_rows, val_rows, out, oos_texts=No
     from ticket_triage.models import build_classifier
 
     hp = {k: v for k, v in params["model"].items() if k != "family"}
-    clf = build_classifier(family, **hp)
+    clf = build_classifier(params["model"].get("family") or family, **hp)  # --family transformer_tfidf: an ensemble
     labels = [r["label_fine"] if level == "tag" else r["topic"] for r in train_rows]
     t0 = time.perf_counter()
     kw = {}

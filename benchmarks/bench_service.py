@@ -256,6 +256,8 @@ def start_server(bundle: Path | None, workdir: Path, ready_timeout: float = 300.
     floor service (benchmarks/floor_service.py: the same HTTP surface, a canned decision)."""
     import yaml
 
+    from ticket_triage.service.packaging import SERVE_OPTIONS
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     review = params.setdefault("review", {})
     review["db_url"] = f"sqlite:///{workdir / 'review.sqlite'}"
@@ -270,7 +272,7 @@ def start_server(bundle: Path | None, workdir: Path, ready_timeout: float = 300.
     env.pop("TRIAGE_REVIEW_DB_URL", None)
     log = (workdir / "serve.log").open("wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", target,
-                             "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"],  # as make serve
+                             "--host", "127.0.0.1", "--port", str(port), *SERVE_OPTIONS],  # as make serve
                             cwd=cwd, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

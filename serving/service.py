@@ -1,6 +1,9 @@
 """BentoML service: HTTP in front of ``ticket_triage.decision.triage.Triage``. Glue only.
 
-    bentoml serve serving.service:TicketTriage --host 127.0.0.1 --port 3000
+    bentoml serve serving.service:TicketTriage --host 127.0.0.1 --port 3000 --timeout-keep-alive 75
+
+(``make serve``; the keep-alive is ``ticket_triage.service.packaging.SERVE_OPTIONS``: uvicorn's 5-s
+default races clients that keep idle connections for 5 s.)
 
 Endpoints: POST /classify (one ticket), POST /classify_batch (up to 1,000 tickets),
 GET /info/ready (model version, LLM fallback on/off; bundle path, LLM endpoint and counters only
@@ -161,7 +164,7 @@ class TicketTriage:
         bundle, where = resolve_bundle(env=env, bento_model_path=_bento_model_path, bento_root=BENTO_ROOT)
         llm_cfg = serving_llm_config()
         self.llm = LLMFallback(llm_cfg, load_taxonomy(bundle / "taxonomy.yaml")) if llm_cfg.enabled else None
-        self.triage = Triage.load(bundle, llm=self.llm)
+        self.triage = Triage.load(bundle, llm=self.llm).warm()  # the first request does not load the encoder
         # concurrent /classify calls share one batched decide (one encoder pass). No waiting for
         # company (max_wait_s=0): a lone request goes at once (c=1 p50 6.5 -> 3.0 ms); under load the
         # requests that arrive while a batch is decided form the next one.

@@ -148,8 +148,10 @@ def test_built_bento_serves_the_model_it_was_built_with(tiny_bundle, tmp_path, f
 
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
+    from ticket_triage.service.packaging import SERVE_OPTIONS  # as the package stage prints the command
+
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tags["bento"], "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             "--port", str(port), *SERVE_OPTIONS], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 240

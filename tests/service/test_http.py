@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from helpers import stop_process_group
 
+from ticket_triage.service.packaging import SERVE_OPTIONS
+
 httpx = pytest.importorskip("httpx")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +46,7 @@ def server(tiny_bundle, fake_llm, tmp_path_factory, free_port, write_llm_config)
     log = (tmp / "serve.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", "serving.service:TicketTriage",
-         "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"],  # as make serve
+         "--host", "127.0.0.1", "--port", str(port), *SERVE_OPTIONS],  # as make serve
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {API_KEY}"})
@@ -89,6 +91,19 @@ def test_an_idle_connection_outlives_a_clients_5_s_keep_alive(server):
         second = c.get("/readyz")
         assert first.status_code == second.status_code == 200
         assert second.extensions["network_stream"] is stream, "the server closed the idle connection"
+
+
+def test_every_serve_command_keeps_idle_connections_as_long():
+    """``make serve`` / ``make serve-bento`` and the Bento's printed serve command pass the
+    keep-alive the test above relies on (``SERVE_OPTIONS``), not uvicorn's 5-s default."""
+    import re
+
+    from ticket_triage.service import packaging
+
+    flags = re.search(r"^SERVE_FLAGS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    i = flags.index("--timeout-keep-alive")
+    assert tuple(flags[i:i + 2]) == SERVE_OPTIONS and packaging.KEEP_ALIVE_S > 5
+    assert " ".join(SERVE_OPTIONS) in (ROOT / "serving" / "service.py").read_text().split('"""')[1]
 
 
 def test_classify_batch_and_ready_info(server, fake_llm):

@@ -50,10 +50,10 @@ def _init_worker(bundle: str, threads: int, cascade: bool) -> None:
     # they take the other workers' CPU (TRIAGE_BLAS_THREADS, default 1, as in the service)
     limit_blas_threads()
 
-    _TRIAGE = Triage.load(bundle, cascade=cascade)
     # load what the first decisions would otherwise load (the encoder and its ONNX session are
-    # lazy, and a ticket the cascade's first stage decides never touches them)
-    _TRIAGE.topic_proba(["warm up"])
+    # lazy, and a ticket the cascade's first stage decides never touches them); the pool has no
+    # LLM, so one decision warms the rest of the path too
+    _TRIAGE = Triage.load(bundle, cascade=cascade).warm()
     _TRIAGE.decide([{"subject": "", "body": "warm up"}])
 
 

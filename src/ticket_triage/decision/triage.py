@@ -240,6 +240,16 @@ class Triage:
         raw = _raw_topic_proba(self.classifier, self.policy, texts)
         return self.calibrator.transform(raw) if calibrated else raw
 
+    def warm(self) -> "Triage":
+        """Load now what the first decision would otherwise load lazily: the encoder (and its
+        ONNX session) through one scored text, and the cascade's single-ticket centroid copy.
+        Decides nothing (no LLM call, nothing recorded); the service calls it at start-up so the
+        first request does not pay for it. Returns self."""
+        self.topic_proba(["warm up"])
+        if self.cascade is not None:
+            self.cascade.score(["warm up"])  # one row: builds the dense centroid copy
+        return self
+
     # -- the decision ----------------------------------------------------------------------
     def clean(self, ticket: Ticket) -> str:
         """The ticket's text cleaned with the options it was trained with (``clean.json``)."""
@@ -252,9 +262,6 @@ class Triage:
         stage (evaluation on split files); callers holding untrusted input (the service) pass
         subject and body only. A ticket without a language is detected with ``language_prior``
         (default: the bundle's ``Policy.language_prior``) as the prior."""
-        from ticket_triage.text.language import detect_language
-        from ticket_triage.decision.urgency import resolve_urgency
-
         tks = [t if isinstance(t, Ticket) else Ticket.from_dict({"id": t.get("id") or "", **t}) for t in tickets]
         if not tks:
             return []

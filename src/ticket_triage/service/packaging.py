@@ -7,8 +7,9 @@ no registry is reachable and ``allow_local`` is set) is imported as the BentoML 
 ``serving/bentofile.yaml`` is built with **that model tag** pinned: the build's ``models`` list
 names it and the Bento's env ``TRIAGE_BENTO_MODEL`` carries it, so the service loads the version
 the Bento was built with, whatever ``ticket-triage:latest`` is in the store later. The Bento store
-is ``$BENTOML_HOME`` (the Makefile points it at ``.bentoml/``). ``bentoml serve ticket-triage:latest``
-(the newest *Bento*) then serves it offline; ``bentoml containerize`` makes an OCI image.
+is ``$BENTOML_HOME`` (the Makefile points it at ``.bentoml/``). ``bentoml serve ticket-triage:latest
+--timeout-keep-alive 75`` (the newest *Bento*, with :data:`SERVE_OPTIONS`) then serves it offline;
+``bentoml containerize`` makes an OCI image.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from typing import Any, Mapping
 
 BENTO_MODEL = "ticket-triage"
 BENTO_MODEL_ENV = "TRIAGE_BENTO_MODEL"  # the exact model tag a built Bento serves
+#: seconds an idle HTTP connection stays open (``bentoml serve --timeout-keep-alive``). uvicorn's
+#: default, 5 s, is also how long httpx (and many clients' pools) keep an idle connection, so a
+#: request reusing one at ~5 s raced the server's close and failed (benchmarks/bench_keepalive.py).
+#: BentoML takes it as a ``serve`` option only, not as service config. ``make serve`` passes it too.
+KEEP_ALIVE_S = 75
+SERVE_OPTIONS: tuple[str, ...] = ("--timeout-keep-alive", str(KEEP_ALIVE_S))
+
 
 def import_bundle(bundle_dir: str | Path, *, labels: Mapping[str, str] | None = None,
                   metadata: Mapping[str, Any] | None = None) -> str:
@@ -93,7 +101,8 @@ def run_package(params: Mapping[str, Any], *, out_path: str | Path = "artifacts/
     bento_tag = build_bento(".", model_tag=model_tag,
                             pinned_path=Path(out_path).parent / "bentofile.yaml")
     result = {"model": model_tag, "bento": bento_tag, "source": source, "registry_version": version,
-              "serve": f"bentoml serve {bento_tag}", "containerize": f"bentoml containerize {bento_tag}"}
+              "serve": " ".join(("bentoml", "serve", bento_tag, *SERVE_OPTIONS)),
+              "containerize": f"bentoml containerize {bento_tag}"}
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     Path(out_path).write_text(json.dumps(result, indent=2))
     return result

@@ -412,3 +412,26 @@ def test_one_ticket_scores_as_in_a_batch(bundles, small_rows):
     # centroids too large for the dense copy: single tickets take the sparse product
     stage.__dict__["_dense_centroids"] = None
     np.testing.assert_allclose(np.concatenate([stage.score([t])[1] for t in texts]), o_batch, rtol=0, atol=1e-12)
+
+
+def test_warm_loads_the_lazy_parts_and_decides_nothing(bundles, small_rows):
+    """``Triage.warm`` (the service's start-up) builds the single-ticket centroid copy and
+    scores through the classifier without deciding: no LLM call; decisions are unchanged."""
+    on, _ = bundles
+
+    class CountingLLM:
+        calls = 0
+
+        def __getattr__(self, name):
+            CountingLLM.calls += 1
+            raise AssertionError(f"warm() touched the LLM fallback ({name})")
+
+    tri = Triage.load(on)
+    before = [d.to_dict() for d in tri.decide(_tickets(small_rows[:8]))]
+    cold = Triage.load(on)
+    cold.llm = CountingLLM()
+    assert "_dense_centroids" not in cold.cascade.__dict__
+    assert cold.warm() is cold
+    assert "_dense_centroids" in cold.cascade.__dict__ and CountingLLM.calls == 0
+    cold.llm = None
+    assert [d.to_dict() for d in cold.decide(_tickets(small_rows[:8]))] == before
