@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ticket_triage.service.batching import MicroBatcher
 from ticket_triage.service.guard import ApiGuard, ReviewQuota, client_of
 from ticket_triage.service.mounts import (deploy_params, enqueue_for_review, lazy_asgi, review_app,
-                                          service_classify, webhooks_app)
+                                          service_classify, warm_review_feed, webhooks_app)
 from ticket_triage.service.metrics import (
     MAX_BATCH,
     MAX_BODY_CHARS,
@@ -173,6 +173,7 @@ class TicketTriage:
         self.metrics = get_metrics()
         review_cfg = deploy_params().get("review") or {}
         self.review_quota = ReviewQuota(float(review_cfg.get("max_items_per_client_per_minute", 120)))
+        warm_review_feed()  # the review config and code, not at the first request (no database opened)
         log.info("serving %s from %s (%s); LLM fallback %s", self.triage.model_version, bundle, where,
                  "on" if self.llm else "off")
 

@@ -286,6 +286,28 @@ def test_enqueue_failure_is_counted_and_never_fails_the_request(deployed, tmp_pa
     assert errors() == before + 1
 
 
+def test_warm_review_feed_reads_config_and_imports_but_opens_no_database(tmp_path):
+    """The service's start-up warms the review feed (config read, review code imported: the
+    first request paid ~0.4 s for it) without opening the database; a bad config does not
+    raise there (it is retried on first need)."""
+    db = tmp_path / "never.sqlite"
+    code = ("import sys, ticket_triage.service.mounts as d; "
+            "assert 'ticket_triage.review.feedback' not in sys.modules; "
+            "ok = d.warm_review_feed(); "
+            "print(ok, 'ticket_triage.review.feedback' in sys.modules, d._SHARED.store is None)")
+    base = {**os.environ, "TRIAGE_REVIEW_DB_URL": f"sqlite:///{db}",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, "TRIAGE_PARAMS": str(ROOT / "params.yaml")},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["True", "True", "True"] and not db.exists()
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                       env={**base, "TRIAGE_PARAMS": str(tmp_path / "missing-params.yaml")},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[0] == "False" and not db.exists()
+
+
 def test_feed_rejects_a_bad_audit_share():
     with pytest.raises(ValueError, match="audit_share"):
         deploy.ReviewFeed(lambda: None, audit_share=1.5)

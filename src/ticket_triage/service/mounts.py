@@ -393,6 +393,22 @@ def _process_feed() -> "ReviewFeed | None":
         return _SHARED.feed
 
 
+def warm_review_feed() -> bool:
+    """Read the review config and import the review code now, at service start-up: the first
+    request paid for both (~0.4 s, most of it importing SQLAlchemy with the review package;
+    ``benchmarks/bench_first_request.py``). Opens no database. Never raises: a config error is
+    logged and, as on first need, retried after a pause. True when the feed is ready."""
+    try:
+        feed = _process_feed()
+    except Exception as exc:
+        log.warning("review queue: config not usable at start-up (%s: %s); retried on first need",
+                    type(exc).__name__, exc)
+        return False
+    if feed is not None and feed.enabled:
+        import ticket_triage.review.feedback  # noqa: F401 - what the first enqueue imports
+    return feed is not None
+
+
 def enqueue_for_review(tickets: Sequence[Ticket | Mapping[str, Any]],
                        decisions: Sequence[Decision | Mapping[str, Any]]) -> dict[str, int]:
     """Feed the review queue from one API request; never raises.
