@@ -141,15 +141,17 @@ class CheapStage:
         if x.shape[0] == 1:
             dense = self._centroids_dense()
             if dense is not None:
+                from ticket_triage.models.lean_sparse import l2_rows
+
                 pos, mat = dense
                 x = x.tocsr()
-                norm = float(np.sqrt(np.dot(x.data, x.data)))
                 cols = pos[x.indices]
                 keep = cols >= 0
-                if norm == 0.0 or not keep.any():
+                if not keep.any():
                     return np.zeros((1, mat.shape[1]))
-                # normalised in float64 and cast to x's dtype, as _row_normalise does
-                return (((x.data[keep] / norm).astype(x.dtype, copy=False)) @ mat[cols[keep]])[None, :]
+                # the row normalised exactly as _row_normalise does for a batch (l2_rows' one-row path)
+                xd = l2_rows(x.data, x.indptr).astype(x.dtype, copy=False)
+                return (xd[keep] @ mat[cols[keep]])[None, :]
         return (_row_normalise(x) @ self._centroids_by_column()).toarray()  # (n, labels): small
 
     def _centroids_dense(self) -> tuple[np.ndarray, np.ndarray] | None:
