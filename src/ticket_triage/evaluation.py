@@ -5,6 +5,7 @@ number comes from ``Triage.decide``."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -114,6 +115,23 @@ def write_plots(detail: Mapping[str, Any], topics: Sequence[str], out_dir: str |
         plots.plot_coverage_precision(detail["conf"], detail["correct"], out / f"{prefix}_coverage_precision.png",
                                       target_precision=target_precision, title=f"Coverage vs precision ({prefix})"),
     ]
+
+
+def write_cascade_plot(bundle: str | Path, out_dir: str | Path, name: str = "cascade_tradeoff.png") -> Path | None:
+    """The cascade's choice between cheap exits and coverage (``plots.plot_cascade_tradeoff``)
+    for a bundle built with the cascade on; None for a bundle without one (or built before
+    the search recorded its tuning-ticket count)."""
+    from ticket_triage.decision.cascade import CASCADE_DIR, STATE_FILE
+    from ticket_triage.monitoring import plots
+
+    state = Path(bundle) / CASCADE_DIR / STATE_FILE
+    if not state.is_file():
+        return None
+    report = (json.loads(state.read_text()).get("full_thresholds", {}).get("info", {})
+              .get("joint_exit_search"))
+    if not report:
+        return None
+    return plots.plot_cascade_tradeoff(report, Path(out_dir) / name)
 
 
 def review_loads(params: Mapping[str, Any], triage: Any, decisions: Mapping[str, Sequence[Any]], *,

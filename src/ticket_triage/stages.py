@@ -28,7 +28,7 @@ from ticket_triage.data import (
     split_tickets,
     write_jsonl,
 )
-from ticket_triage.evaluation import headline, review_loads, score_split, write_plots
+from ticket_triage.evaluation import headline, review_loads, score_split, write_cascade_plot, write_plots
 from ticket_triage.taxonomy import parse_taxonomy
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,7 @@ def run_evaluate(params: Mapping[str, Any], *, bundle_dir: str | Path | None = N
             metrics.update(flat)
             details[prefix] = det
             write_plots(det, triage.topics, plots_dir, prefix)
+    write_cascade_plot(bundle, plots_dir)  # only when the bundle has a cascade
     review = review_loads(params, triage, {p: d["decisions"] for p, d in details.items()})
     head_metrics = headline(metrics)
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)

@@ -154,7 +154,7 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
               progress: bool = True) -> SweepResult:
     from ticket_triage import tracking
     from ticket_triage.bundles import copy_bundle
-    from ticket_triage.evaluation import headline, objective, write_plots
+    from ticket_triage.evaluation import headline, objective, write_cascade_plot, write_plots
 
     cfg = sections(params)
     paths = cfg.paths
@@ -223,6 +223,7 @@ def run_sweep(params: Mapping[str, Any], *, out_dir: str | Path | None = None,
                         tracking.log_training_curve(json.loads(info_file.read_text()))
                     plot_dir = cdir.parent / f"{cand.name}-plots"
                     write_plots(detail, sorted({r_["topic"] for r_ in train_rows}), plot_dir, "val")
+                    write_cascade_plot(bundle, plot_dir)  # only when the cascade is on
                     (plot_dir / "val_per_label.json").write_text(json.dumps(detail["per_label"], indent=2))
                     tracking.log_artifacts(plot_dir, "plots")
                     tracking.log_bundle_model(bundle, [{"subject": "", "body": val_rows[0]["text"]}])

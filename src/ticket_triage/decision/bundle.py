@@ -184,7 +184,7 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
     if residual is not None:
         # certified together with the first stage: the pooled bound is on the union of its exits
         # and the residual tickets this stage auto-routes (decision.cascade)
-        from ticket_triage.decision.cascade import joint_exit_search
+        from ticket_triage.decision.cascade import joint_exit_search, trade_offs
 
         full = tune_thresholds(tune_conf[residual], tune_pred[residual], tune_y[residual], topics, th_cfg,
                                routed_before=(cfit.exit_n, cfit.exit_correct))
@@ -201,6 +201,11 @@ def build_bundle(classifier: Any, train_rows: Sequence[Mapping[str, Any]], val_r
                  "up to " if chosen["candidate"] == "per_label" else "", chosen["exit_shift"],
                  "the residual" if chosen["candidate"] == "residual" else "all tickets", chosen["exits"],
                  chosen["full_routed"], len(tune_conf), chosen["union_precision_lower"])
+        offs = trade_offs(report)
+        if len(offs) > 1:  # what the one knob would buy (the choice is plotted by the train stage)
+            log.info("bundle: cascade: certified choices, cheap exits / auto-routed of the tuning tickets "
+                     "(thresholds.cascade.max_coverage_loss that picks each): %s", "; ".join(
+                         f"{o['exit_share']:.1%} / {o['auto_share']:.1%} ({o['max_coverage_loss']:g})" for o in offs))
         cfit.stage.exit_thresholds = exit_th
         cfit.stage.info["joint_exit_search"] = report["chosen"]
         cfit.stage.full_thresholds = full

@@ -324,6 +324,17 @@ def per_label_shifts(cfit: CascadeFit, precision: float,
     return out
 
 
+def choose(rows: Sequence[Mapping[str, Any]], max_coverage_loss: float, n_tuning: int) -> Mapping[str, Any]:
+    """The joint search's pick among its candidate ``rows``: of the certified ones (the first
+    row when none is) that auto-route at most ``max_coverage_loss`` (a share of the
+    ``n_tuning`` tuning tickets) fewer than the best of them, the one with the most cheap
+    exits, then the most auto-routed."""
+    ok_rows = [r for r in rows if r["certified"]] or list(rows[:1])
+    floor = max(r["auto_routed"] for r in ok_rows) - float(max_coverage_loss) * n_tuning
+    return max((r for r in ok_rows if r["auto_routed"] >= floor),
+               key=lambda r: (r["exits"], r["auto_routed"], r["candidate"] == "residual"))
+
+
 def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, conf: np.ndarray,
                       pred_idx: np.ndarray, y_idx: np.ndarray, labels: Sequence[str],
                       residual_of: Any, cfg: Mapping[str, Any] | None = None,
@@ -345,7 +356,9 @@ def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, con
     ``y_idx``: the full model's, in the order ``residual_of(exit_val, exit_oos, exit_train)``
     indexes). Among the certified candidates that auto-route at most ``max_coverage_loss``
     (a share of the tuning tickets) fewer than the best of them, the one with the most cheap
-    exits wins (then the most auto-routed). With 0, coverage comes first: on BANKING77 topics
+    exits wins (then the most auto-routed: :func:`choose`); the report keeps every candidate and the
+    number of tuning tickets (``n_tuning``), so :func:`trade_offs` can say what each value of
+    ``max_coverage_loss`` would pick. With 0, coverage comes first: on BANKING77 topics
     that raised the exits by 0.1 and matched the plain model's coverage, at the price of ~40%
     of the cascade's throughput (benchmarks/README.md)."""
     from ticket_triage.decision.thresholds import Thresholds, _cfg, cp_lower
@@ -385,10 +398,7 @@ def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, con
         rows.append({**row("per_label", max(per_label.values()), plain_routed,
                            cfit.exits_with(shifted(cfit.stage.exit_thresholds, per_label))),
                      "label_precision": q, "label_shifts": per_label})
-    ok_rows = [r for r in rows if r["certified"]] or rows[:1]
-    floor = max(r["auto_routed"] for r in ok_rows) - float(max_coverage_loss) * len(conf)
-    best = max((r for r in ok_rows if r["auto_routed"] >= floor),
-               key=lambda r: (r["exits"], r["auto_routed"], r["candidate"] == "residual"))
+    best = choose(rows, max_coverage_loss, len(conf))
     if best["candidate"] == "residual":
         exit_th, full = cfit.stage.exit_thresholds, residual_tuned
         full.info["tuned_on"] = ("cascade residual (tickets the first stage does not decide), certified "
@@ -403,9 +413,35 @@ def joint_exit_search(cfit: CascadeFit, residual_tuned: Any, all_tuned: Any, con
         full.info["tuned_on"] = (f"all tuning tickets (the thresholds without the cascade), with the exits "
                                  f"{raised}; certified together with them")
     report = {"chosen": {k: best[k] for k in ("candidate", "exit_shift")}, "chosen_row": best,
-              "max_coverage_loss": float(max_coverage_loss), "candidates": rows}
+              "max_coverage_loss": float(max_coverage_loss), "n_tuning": int(len(conf)), "candidates": rows}
     full.info["joint_exit_search"] = report
     return exit_th, full, report
+
+
+def trade_offs(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The coverage / speed frontier of a :func:`joint_exit_search` report: the certified
+    candidates that no other certified candidate beats on both cheap exits and auto-routed
+    tickets, most exits first. Each with its shares of the report's tuning tickets that exit
+    (speed) and that are auto-routed (coverage), and the smallest ``max_coverage_loss`` that
+    chooses it (the search keeps the most exits among the candidates within that share of
+    the best coverage). Empty for a report without ``n_tuning`` (bundles built before it)."""
+    import math
+
+    n = int(report.get("n_tuning") or 0)
+    ok = [r for r in report.get("candidates", []) if r.get("certified")]
+    if n <= 0 or not ok:
+        return []
+    best = max(r["auto_routed"] for r in ok)
+    front: list[dict[str, Any]] = []
+    for r in sorted(ok, key=lambda r: (-r["exits"], -r["auto_routed"])):
+        if front and r["auto_routed"] <= front[-1]["auto_routed"]:
+            continue
+        front.append(r)
+    return [{"candidate": r["candidate"], "exit_shift": r["exit_shift"], "exits": r["exits"],
+             "auto_routed": r["auto_routed"], "exit_share": r["exits"] / n, "auto_share": r["auto_routed"] / n,
+             "union_precision_lower": r["union_precision_lower"],
+             # rounded up, so that the value given chooses it despite float rounding
+             "max_coverage_loss": math.ceil((best - r["auto_routed"]) / n * 1e4) / 1e4} for r in front]
 
 
 def _first_stage(classifier: Any, train_rows, label_level: str, cfg: Any, seed: int):

@@ -146,6 +146,61 @@ def plot_coverage_precision(conf: Sequence[float], correct: Sequence[bool], path
     return out
 
 
+def plot_cascade_tradeoff(report: Mapping[str, Any], path: str | Path,
+                          title: str = "Cascade: cheap exits vs coverage") -> Path | None:
+    """Every candidate of a cascade's joint exit search (``ticket_triage.decision.cascade``):
+    share of the tuning tickets its first stage decides (speed) against the share the union
+    auto-routes (coverage); certified candidates filled, the others hollow, the frontier
+    joined and labelled with the ``max_coverage_loss`` that picks each point, the chosen one
+    ringed. None (nothing written) for a report without ``n_tuning``.
+
+    Writes ``<path>.csv`` (candidate, exit_shift, exit_share, auto_share,
+    union_precision_lower, certified, chosen).
+    """
+    from ticket_triage.decision.cascade import trade_offs
+
+    n = int(report.get("n_tuning") or 0)
+    rows = list(report.get("candidates", []))
+    if n <= 0 or not rows:
+        return None
+    chosen = report.get("chosen_row") or {}
+    frame = pd.DataFrame([{
+        "candidate": r["candidate"], "exit_shift": r["exit_shift"], "exit_share": r["exits"] / n,
+        "auto_share": r["auto_routed"] / n, "union_precision_lower": r["union_precision_lower"],
+        "certified": bool(r["certified"]),
+        "chosen": r["exits"] == chosen.get("exits") and r["auto_routed"] == chosen.get("auto_routed")}
+        for r in rows])
+    fig = _figure(6.5, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ok = frame[frame["certified"]]
+    bad = frame[~frame["certified"]]
+    ax.scatter(bad["exit_share"], bad["auto_share"], facecolors="none", edgecolors="#999999", s=28,
+               label="not certified")
+    ax.scatter(ok["exit_share"], ok["auto_share"], color="#4c72b0", s=28, label="certified")
+    front = trade_offs(report)
+    if front:
+        ax.plot([o["exit_share"] for o in front], [o["auto_share"] for o in front], color="#4c72b0", lw=1)
+        for o in front:
+            ax.annotate(f"{o['max_coverage_loss']:g}", (o["exit_share"], o["auto_share"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))
+    pick = frame[frame["chosen"]]
+    if len(pick):
+        ax.scatter(pick["exit_share"], pick["auto_share"], s=140, facecolors="none", edgecolors="#c44e52",
+                   linewidths=1.5, label=f"chosen (max_coverage_loss {report.get('max_coverage_loss', 0):g})")
+    from matplotlib.ticker import PercentFormatter
+
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.set_xlabel("decided by the first stage (share of tuning tickets)")
+    ax.set_ylabel("auto-routed (share of tuning tickets)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    out = _save(fig, path)
+    frame.to_csv(out.with_suffix(".csv"), index=False)
+    return out
+
+
 def plot_confidence_over_time(conf: Sequence[float], periods: Sequence[Any], path: str | Path,
                               n_bins: int = 20, title: str = "Confidence over time") -> Path:
     """Heatmap of the confidence histogram per period (columns: periods in sorted order, rows:

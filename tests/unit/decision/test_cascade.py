@@ -435,3 +435,53 @@ def test_warm_loads_the_lazy_parts_and_decides_nothing(bundles, small_rows):
     assert "_dense_centroids" in cold.cascade.__dict__ and CountingLLM.calls == 0
     cold.llm = None
     assert [d.to_dict() for d in cold.decide(_tickets(small_rows[:8]))] == before
+
+
+def test_trade_offs_give_the_max_coverage_loss_that_chooses_each_point():
+    from ticket_triage.decision.cascade import choose, joint_exit_search, trade_offs
+
+    def cand(name, exits, routed, certified=True):
+        return {"candidate": name, "exit_shift": 0.0, "exits": exits, "exits_correct": exits, "full_routed": 0,
+                "full_correct": 0, "auto_routed": routed, "union_precision_lower": 0.99, "certified": certified}
+
+    n = 10_002  # the BANKING77 build's tuning tickets; the shape of its candidates
+    rows = [cand("residual", 8897, 9177), cand("a", 8897, 9529, certified=False), cand("b", 7573, 9454),
+            cand("c", 7573, 9450), cand("d", 3308, 9449), cand("e", 5883, 9453), cand("f", 825, 9449),
+            cand("g", 8000, 9300)]
+    report = {"n_tuning": n, "candidates": rows}
+    offs = trade_offs(report)
+    # the frontier, most exits first: dominated (c, d, f) and uncertified (a) candidates are left out
+    assert [o["candidate"] for o in offs] == ["residual", "g", "b"]
+    assert [o["max_coverage_loss"] for o in offs] == [0.0277, 0.0154, 0.0]
+    assert offs[0]["exit_share"] == 8897 / n and offs[0]["auto_share"] == 9177 / n
+    for o in offs:  # the loss it states is the one that makes the search choose it
+        assert choose(rows, o["max_coverage_loss"], n)["candidate"] == o["candidate"]
+    assert choose(rows, 0.0153, n)["candidate"] == "b"  # just under g's: the next point up
+    assert trade_offs({"candidates": rows}) == []  # a report from before n_tuning was recorded
+    assert trade_offs({"n_tuning": n, "candidates": [cand("x", 1, 2, certified=False)]}) == []
+
+    # a real search records n_tuning, and its own choice is on its frontier
+    fit, full_conf, full_pred, y = _synthetic_fit(n=6000, wrong_true_label=0)
+    report = joint_exit_search(fit, _thresholds(0.99), _thresholds(0.6), full_conf, full_pred, y, ["a", "b"],
+                               lambda ev, eo, et: ~ev, {"target_precision": 0.99, "confidence": 0.9,
+                                                        "min_support": 30})[2]
+    assert report["n_tuning"] == len(y)
+    chosen = report["chosen_row"]
+    assert (chosen["exits"], chosen["auto_routed"]) in {(o["exits"], o["auto_routed"]) for o in trade_offs(report)}
+
+
+def test_cascade_tradeoff_plot(bundles, tmp_path):
+    from matplotlib.image import imread
+
+    from ticket_triage.evaluation import write_cascade_plot
+
+    on, off = bundles
+    out = write_cascade_plot(on, tmp_path)
+    assert out == tmp_path / "cascade_tradeoff.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert imread(out).shape[0] > 100
+    csv = out.with_suffix(".csv").read_text().splitlines()
+    assert csv[0] == "candidate,exit_shift,exit_share,auto_share,union_precision_lower,certified,chosen"
+    report = json.loads((on / CASCADE_DIR / "cascade.json").read_text())["full_thresholds"]["info"]["joint_exit_search"]
+    assert len(csv) == 1 + len(report["candidates"])
+    assert sum(line.endswith(",True") for line in csv[1:]) >= 1  # the chosen candidate is marked
+    assert write_cascade_plot(off, tmp_path / "off") is None and not (tmp_path / "off").exists()
