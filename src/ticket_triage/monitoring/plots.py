@@ -168,7 +168,7 @@ def plot_cascade_tradeoff(report: Mapping[str, Any], path: str | Path,
         "candidate": r["candidate"], "exit_shift": r["exit_shift"], "exit_share": r["exits"] / n,
         "auto_share": r["auto_routed"] / n, "union_precision_lower": r["union_precision_lower"],
         "certified": bool(r["certified"]),
-        "chosen": r["exits"] == chosen.get("exits") and r["auto_routed"] == chosen.get("auto_routed")}
+        "chosen": all(r.get(k) == chosen.get(k) for k in ("candidate", "exit_shift", "exits", "auto_routed"))}
         for r in rows])
     fig = _figure(6.5, 4.5)
     ax = fig.add_subplot(1, 1, 1)
