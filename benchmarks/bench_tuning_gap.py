@@ -35,24 +35,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _oracle(conf, ok, target, exits=None, exit_ok=None):
-    """Largest share of tickets auto-routed, with one global threshold on ``conf`` for the
-    tickets that do not exit, at precision >= ``target`` (exits count with ``exit_ok``)."""
-    import numpy as np
-
-    n = len(conf)
-    ex = np.zeros(n, bool) if exits is None else np.asarray(exits, bool)
-    base_n, base_x = int(ex.sum()), int((ex & np.asarray(exit_ok if exit_ok is not None else ok)).sum())
-    order = np.argsort(-np.where(ex, -np.inf, conf))
-    order = order[: n - base_n]
-    cum_x = base_x + np.cumsum(ok[order])
-    cum_n = base_n + np.arange(1, len(order) + 1)
-    good = np.flatnonzero(cum_x / cum_n >= target)
-    if len(good) == 0:
-        return base_n / n if base_n and base_x / base_n >= target else 0.0
-    return float(cum_n[good.max()] / n)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -68,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from ticket_triage.config import compose
     from ticket_triage.decision.cascade import CheapStage
     from ticket_triage.decision.triage import Triage
+    from ticket_triage.metrics import coverage_at_precision
 
     if not (Path(args.bundle) / "policy.json").is_file():
         ap.error(f"{args.bundle} is not a bundle (no policy.json): build one with "
@@ -108,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     conf, ok, ex, cok = kept["test"]
     out["test_oracle"] = oracle = []
     for target in sorted({0.99, 0.9939, 0.995, out["splits"]["test"]["full_auto_precision"]}):
-        o = {"precision": target, "full_alone": round(_oracle(conf, ok, target), 4)}
-        if ex is not None:
-            o["with_the_exits"] = round(_oracle(conf, ok, target, ex, cok), 4)
+        o = {"precision": target, "full_alone": round(coverage_at_precision(conf, ok, target), 4)}
+        if ex is not None:  # the exits always routed (above any confidence, one tie), judged by the first stage
+            o["with_the_exits"] = round(coverage_at_precision(np.where(ex, 2.0, conf), np.where(ex, cok, ok),
+                                                              target), 4)
         oracle.append(o)
     for o in oracle:
         print("test oracle (one global threshold chosen on test, for reference): " + json.dumps(o), flush=True)

@@ -5,7 +5,6 @@ number comes from ``Triage.decide``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -121,17 +120,11 @@ def write_cascade_plot(bundle: str | Path, out_dir: str | Path, name: str = "cas
     """The cascade's choice between cheap exits and coverage (``plots.plot_cascade_tradeoff``)
     for a bundle built with the cascade on; None for a bundle without one (or built before
     the search recorded its tuning-ticket count)."""
-    from ticket_triage.decision.cascade import CASCADE_DIR, STATE_FILE
+    from ticket_triage.decision.cascade import search_report
     from ticket_triage.monitoring import plots
 
-    state = Path(bundle) / CASCADE_DIR / STATE_FILE
-    if not state.is_file():
-        return None
-    report = (json.loads(state.read_text()).get("full_thresholds", {}).get("info", {})
-              .get("joint_exit_search"))
-    if not report:
-        return None
-    return plots.plot_cascade_tradeoff(report, Path(out_dir) / name)
+    report = search_report(bundle)
+    return plots.plot_cascade_tradeoff(report, Path(out_dir) / name) if report else None
 
 
 def review_loads(params: Mapping[str, Any], triage: Any, decisions: Mapping[str, Sequence[Any]], *,

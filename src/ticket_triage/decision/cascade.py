@@ -444,6 +444,15 @@ def trade_offs(report: Mapping[str, Any]) -> list[dict[str, Any]]:
              "max_coverage_loss": math.ceil((best - r["auto_routed"]) / n * 1e4) / 1e4} for r in front]
 
 
+def search_report(bundle: str | Path) -> dict[str, Any] | None:
+    """The :func:`joint_exit_search` report a bundle's first stage was chosen by (read from
+    ``cascade/cascade.json`` without loading the stage), or None for a bundle without a cascade."""
+    state = Path(bundle) / CASCADE_DIR / STATE_FILE
+    if not state.is_file():
+        return None
+    return json.loads(state.read_text()).get("full_thresholds", {}).get("info", {}).get("joint_exit_search")
+
+
 def _first_stage(classifier: Any, train_rows, label_level: str, cfg: Any, seed: int):
     from ticket_triage.decision.crossfit import label_of
     from ticket_triage.models.tfidf_logreg import TfidfLogReg

@@ -473,6 +473,7 @@ def test_trade_offs_give_the_max_coverage_loss_that_chooses_each_point():
 def test_cascade_tradeoff_plot(bundles, tmp_path):
     from matplotlib.image import imread
 
+    from ticket_triage.decision.cascade import search_report
     from ticket_triage.evaluation import write_cascade_plot
 
     on, off = bundles
@@ -482,6 +483,7 @@ def test_cascade_tradeoff_plot(bundles, tmp_path):
     csv = out.with_suffix(".csv").read_text().splitlines()
     assert csv[0] == "candidate,exit_shift,exit_share,auto_share,union_precision_lower,certified,chosen"
     report = json.loads((on / CASCADE_DIR / "cascade.json").read_text())["full_thresholds"]["info"]["joint_exit_search"]
+    assert search_report(on) == report and search_report(off) is None
     assert len(csv) == 1 + len(report["candidates"])
     assert sum(line.endswith(",True") for line in csv[1:]) == 1  # the chosen candidate is marked
     assert write_cascade_plot(off, tmp_path / "off") is None and not (tmp_path / "off").exists()
